@@ -1,0 +1,349 @@
+//! The sans-I/O processing core: bytes and a timestamp in, a verdict out.
+//!
+//! `query` and `answer` work on a DNS message in place and know nothing of
+//! sockets or frames; the frame wrapper (`frame.rs`, AF_XDP) and the socket
+//! data plane (`io::socket`) call them with the message slice and the
+//! addresses they parsed or were given. One `Core` per worker.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::config::WhenAllDown;
+use crate::hash;
+use crate::inflight::{InflightTable, Pending, PortCursor, Reject};
+use crate::policy::{Key, PickState};
+use crate::snapshot::{Backend, BackendId, Mac, Snapshot};
+use crate::stats::{DropReason, WorkerStats};
+use crate::wire::checksum::Delta;
+use crate::wire::dns::{self, rcode, Header};
+use crate::wire::WireError;
+
+/// Seed of the name hash: fixed, so qname-hash keeps each name on the same
+/// backend across engine restarts (the backends' caches stay useful).
+pub const NAME_SEED: u64 = 0x6472_6169_6c00_0001;
+
+/// The client as the query showed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Client {
+    pub ip: IpAddr,
+    pub port: u16,
+    /// Frame mode: the MAC the query came from (the client's next hop).
+    pub mac: Mac,
+}
+
+/// How a worker's in-flight ports relate to backends.
+#[derive(Clone, Copy, Debug)]
+pub enum PortPlan {
+    /// Socket data plane: `per_backend` connected sockets per backend; local
+    /// port `backend * per_backend + k`.
+    PerBackend { per_backend: u32 },
+    /// Frame data plane: every port reaches every backend.
+    Shared,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum QueryOutcome {
+    /// The message now carries the in-flight ID; send it to `backend` from
+    /// `port`. `delta` is the checksum change of the ID rewrite.
+    Forward {
+        backend: BackendId,
+        port: u32,
+        delta: Delta,
+    },
+    /// The message was turned into a reply of `len` bytes for the client.
+    Reply {
+        len: usize,
+    },
+    Drop(DropReason),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum AnswerOutcome {
+    /// The message carries the client's ID again; send it to `pending`'s
+    /// client from its frontend.
+    ToClient {
+        pending: Pending,
+        delta: Delta,
+    },
+    Drop(DropReason),
+}
+
+impl From<WireError> for DropReason {
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::Truncated => DropReason::Truncated,
+            WireError::BadIpHeader => DropReason::BadIpHeader,
+            WireError::IpOptions => DropReason::IpOptions,
+            WireError::Fragment => DropReason::Fragment,
+            WireError::NotUdp => DropReason::NotUdp,
+            WireError::UdpLength => DropReason::UdpLength,
+            WireError::QdCount => DropReason::QdCount,
+            WireError::Compression => DropReason::Compression,
+            WireError::BadLabel => DropReason::BadLabel,
+            WireError::NameTooLong => DropReason::NameTooLong,
+        }
+    }
+}
+
+impl From<Reject> for DropReason {
+    fn from(r: Reject) -> Self {
+        match r {
+            Reject::UnknownId => DropReason::UnknownId,
+            Reject::WrongSource => DropReason::WrongSource,
+            Reject::WrongQuestion => DropReason::WrongQuestion,
+            Reject::Late => DropReason::Late,
+        }
+    }
+}
+
+pub struct Core {
+    worker: usize,
+    table: Arc<InflightTable>,
+    stats: Arc<WorkerStats>,
+    plan: PortPlan,
+    cursors: Box<[PortCursor]>,
+    next_port: u32,
+    /// Round-robin position per pool.
+    counters: Vec<u64>,
+    rng: u64,
+    generation: u64,
+}
+
+impl Core {
+    pub fn new(
+        worker: usize,
+        table: Arc<InflightTable>,
+        stats: Arc<WorkerStats>,
+        plan: PortPlan,
+    ) -> Core {
+        let cursors = (0..table.ports_per_worker())
+            .map(|l| PortCursor::new(table.port_index(worker, l)))
+            .collect();
+        Core {
+            worker,
+            table,
+            stats,
+            plan,
+            cursors,
+            next_port: 0,
+            counters: Vec::new(),
+            rng: hash::mix(0x5eed ^ worker as u64) | 1,
+            generation: u64::MAX,
+        }
+    }
+
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+
+    pub fn stats(&self) -> &Arc<WorkerStats> {
+        &self.stats
+    }
+
+    pub fn table(&self) -> &Arc<InflightTable> {
+        &self.table
+    }
+
+    /// Once per batch: adopt a new snapshot's shape.
+    #[inline]
+    pub fn begin_batch(&mut self, snap: &Snapshot) {
+        if snap.generation != self.generation {
+            self.counters.resize(snap.pools.len(), 0);
+            self.generation = snap.generation;
+        }
+    }
+
+    /// A client's query arrived on frontend `frontend`. `reachable` vetoes a
+    /// picked backend the I/O layer cannot send to (frame mode: no MAC, other
+    /// family); it runs before any in-flight slot is taken.
+    #[inline]
+    pub fn query(
+        &mut self,
+        snap: &Snapshot,
+        frontend: u16,
+        msg: &mut [u8],
+        client: &Client,
+        now_ns: u64,
+        reachable: impl Fn(&Backend) -> Result<(), DropReason>,
+    ) -> QueryOutcome {
+        let stats = &*self.stats;
+        let h = match Header::new_checked(&*msg) {
+            Ok(h) => h,
+            Err(e) => return self.dropped(e.into()),
+        };
+        if h.is_response() {
+            return self.dropped(DropReason::QueryIsResponse);
+        }
+        let orig_id = h.id();
+        let q = match dns::parse_question(msg) {
+            Ok(q) => q,
+            Err(e) => return self.dropped(e.into()),
+        };
+        stats.queries.inc();
+        if let Some(c) = stats.frontend_queries.get(usize::from(frontend)) {
+            c.inc();
+        }
+        let Some(fe) = snap.frontend(frontend) else {
+            return self.dropped(DropReason::NotOurs);
+        };
+        let pool_idx = usize::from(fe.pool);
+        let pool = &snap.pools[pool_idx];
+        let name_hash = hash::name_hash(NAME_SEED, q.name(msg));
+        let qhash = hash::question_hash(name_hash, q.qtype, q.qclass);
+
+        let selector = if pool.active.is_empty() {
+            match pool.when_all_down {
+                WhenAllDown::Servfail => {
+                    Header::new_checked(&mut *msg)
+                        .unwrap()
+                        .make_reply(rcode::SERVFAIL);
+                    stats.local_replies.inc();
+                    return QueryOutcome::Reply { len: q.end };
+                }
+                WhenAllDown::Drop => return self.dropped(DropReason::NoBackend),
+                WhenAllDown::Any => &pool.fallback,
+            }
+        } else {
+            &pool.active
+        };
+        let key_hash = match selector.key() {
+            Key::None => 0,
+            Key::Qname => name_hash,
+            Key::Client => match client.ip {
+                IpAddr::V4(a) => hash::bytes_hash(NAME_SEED, &a.octets()),
+                IpAddr::V6(a) => hash::bytes_hash(NAME_SEED, &a.octets()),
+            },
+        };
+        let (table, worker) = (&*self.table, self.worker);
+        let picked = selector.pick(
+            PickState {
+                counter: &mut self.counters[pool_idx],
+                rng: &mut self.rng,
+            },
+            key_hash,
+            |b| table.outstanding(worker, b),
+        );
+        let Some(backend) = picked else {
+            return self.dropped(DropReason::NoBackend);
+        };
+        let Some(be) = snap.backend(backend) else {
+            return self.dropped(DropReason::NoBackend);
+        };
+        if let Err(r) = reachable(be) {
+            return self.dropped(r);
+        }
+
+        let pending = Pending {
+            client_ip: client.ip,
+            client_port: client.port,
+            client_mac: client.mac,
+            orig_id,
+            backend,
+            frontend,
+            qhash,
+            sent_ns: now_ns,
+        };
+        let (first, count) = match self.plan {
+            PortPlan::PerBackend { per_backend } => (u32::from(backend) * per_backend, per_backend),
+            PortPlan::Shared => (0, self.cursors.len() as u32),
+        };
+        let start = self.next_port;
+        self.next_port = self.next_port.wrapping_add(1);
+        for k in 0..count {
+            let local = (first + (start.wrapping_add(k)) % count) as usize;
+            let Some(cur) = self.cursors.get_mut(local) else {
+                break;
+            };
+            let (id, skipped) = self.table.alloc(cur, &pending);
+            if skipped > 0 {
+                self.stats.id_skips.add(u64::from(skipped));
+            }
+            if let Some(id) = id {
+                let port = cur.port;
+                let delta = Header::new_checked(&mut *msg).unwrap().set_id(id);
+                self.stats.backends[usize::from(backend)].sent.inc();
+                return QueryOutcome::Forward {
+                    backend,
+                    port,
+                    delta,
+                };
+            }
+        }
+        self.dropped(DropReason::InflightFull)
+    }
+
+    /// A backend's answer arrived on in-flight port `port` (global index).
+    /// `source_ok` says whether it came from the given backend's address.
+    #[inline]
+    pub fn answer(
+        &mut self,
+        msg: &mut [u8],
+        port: u32,
+        now_ns: u64,
+        source_ok: impl Fn(BackendId) -> bool,
+    ) -> AnswerOutcome {
+        let h = match Header::new_checked(&*msg) {
+            Ok(h) => h,
+            Err(e) => return self.dropped_answer(e.into()),
+        };
+        if !h.is_response() {
+            return self.dropped_answer(DropReason::AnswerNotResponse);
+        }
+        let id = h.id();
+        let rc = h.rcode();
+        let q = match dns::parse_question(msg) {
+            Ok(q) => q,
+            // An answer without exactly one question cannot be matched to
+            // its query: a mismatch, whatever the backend meant.
+            Err(WireError::QdCount) => return self.dropped_answer(DropReason::WrongQuestion),
+            Err(e) => return self.dropped_answer(e.into()),
+        };
+        let qhash = hash::question_hash(hash::name_hash(NAME_SEED, q.name(msg)), q.qtype, q.qclass);
+        match self.table.complete(port, id, qhash, source_ok) {
+            Ok(pending) => {
+                let delta = Header::new_checked(&mut *msg)
+                    .unwrap()
+                    .set_id(pending.orig_id);
+                let b = &self.stats.backends[usize::from(pending.backend)];
+                b.answered.inc();
+                b.rcodes[usize::from(rc)].inc();
+                b.latency
+                    .record_us(now_ns.saturating_sub(pending.sent_ns) / 1000);
+                self.stats.answers.inc();
+                AnswerOutcome::ToClient { pending, delta }
+            }
+            Err(r) => self.dropped_answer(r.into()),
+        }
+    }
+
+    /// Times out this worker's queries older than the snapshot's timeout and
+    /// counts them against their backends. Returns queries still waiting.
+    pub fn sweep(&mut self, snap: &Snapshot, now_ns: u64) -> usize {
+        let stats = &self.stats;
+        let mut waiting = 0;
+        for cur in self.cursors.iter() {
+            waiting += self.table.sweep(cur.port, now_ns, snap.timeout_ns, |p| {
+                stats.backends[usize::from(p.backend)].timeouts.inc();
+            });
+        }
+        waiting
+    }
+
+    /// Counts a datagram the I/O layer dropped itself.
+    #[inline]
+    pub fn count_drop(&self, r: DropReason) {
+        self.stats.count_drop(r);
+    }
+
+    #[inline]
+    fn dropped(&self, r: DropReason) -> QueryOutcome {
+        self.stats.count_drop(r);
+        QueryOutcome::Drop(r)
+    }
+
+    #[inline]
+    fn dropped_answer(&self, r: DropReason) -> AnswerOutcome {
+        self.stats.count_drop(r);
+        AnswerOutcome::Drop(r)
+    }
+}

@@ -1,0 +1,102 @@
+//! Small, fast, well-mixed 64-bit hashes for the data path: question
+//! matching, consistent hashing of names and client addresses.
+//!
+//! Names hash case-insensitively (DNS compares names without case, and a
+//! resolver doing 0x20 randomisation must not hop between backends). ASCII
+//! upper case is folded eight bytes at a time; label length bytes are never
+//! in 'A'..='Z' (labels are at most 63 bytes), so the whole wire name folds.
+
+const K: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// Final avalanche (murmur3 fmix64).
+#[inline]
+pub fn mix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// Lower-cases the ASCII letters of eight packed bytes.
+#[inline]
+fn fold_case(x: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let low7 = x & !HIGH;
+    let ge_a = low7 + (0x80 - u64::from(b'A')) * ONES;
+    let gt_z = low7 + (0x7f - u64::from(b'Z')) * ONES;
+    let upper = ge_a & !gt_z & !x & HIGH;
+    x | (upper >> 2)
+}
+
+#[inline]
+fn step(h: u64, w: u64) -> u64 {
+    (h ^ w).wrapping_mul(K).rotate_left(29)
+}
+
+/// Case-insensitive hash of a wire-format name.
+#[inline]
+pub fn name_hash(seed: u64, name: &[u8]) -> u64 {
+    let mut h = seed ^ (name.len() as u64).wrapping_mul(K);
+    let mut chunks = name.chunks_exact(8);
+    for c in &mut chunks {
+        h = step(h, fold_case(u64::from_le_bytes(c.try_into().unwrap())));
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut tail = [0u8; 8];
+        tail[..rest.len()].copy_from_slice(rest);
+        h = step(h, fold_case(u64::from_le_bytes(tail)));
+    }
+    mix(h)
+}
+
+/// Exact hash of arbitrary bytes (addresses).
+#[inline]
+pub fn bytes_hash(seed: u64, data: &[u8]) -> u64 {
+    let mut h = seed ^ (data.len() as u64).wrapping_mul(K);
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        h = step(h, u64::from_le_bytes(c.try_into().unwrap()));
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut tail = [0u8; 8];
+        tail[..rest.len()].copy_from_slice(rest);
+        h = step(h, u64::from_le_bytes(tail));
+    }
+    mix(h)
+}
+
+/// Hash identifying a question: name (without case), type and class. An
+/// answer is only accepted when its question hashes the same as the query's.
+#[inline]
+pub fn question_hash(name_hash: u64, qtype: u16, qclass: u16) -> u32 {
+    (mix(name_hash ^ (u64::from(qtype) << 16 | u64::from(qclass))) >> 32) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fold_case_only_touches_letters() {
+        for b in 0u8..=255 {
+            let x = u64::from_le_bytes([b; 8]);
+            let want = if b.is_ascii_uppercase() { b + 32 } else { b };
+            assert_eq!(fold_case(x), u64::from_le_bytes([want; 8]), "byte {b}");
+        }
+    }
+
+    #[test]
+    fn name_hash_ignores_case_only() {
+        let a = b"\x03WwW\x07ExAmPlE\x03com\x00";
+        let b = b"\x03www\x07example\x03com\x00";
+        let c = b"\x03www\x07example\x03org\x00";
+        assert_eq!(name_hash(1, a), name_hash(1, b));
+        assert_ne!(name_hash(1, b), name_hash(1, c));
+        assert_ne!(name_hash(1, b), name_hash(2, b));
+        assert_ne!(question_hash(5, 1, 1), question_hash(5, 28, 1));
+    }
+}

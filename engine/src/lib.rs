@@ -1,0 +1,20 @@
+//! dnsrail engine: the UDP data plane of the dnsrail DNS load balancer.
+//!
+//! Layout (see docs/architecture.md): `wire` views over packet bytes;
+//! `inflight` the lock-free table of queries waiting for answers; `policy`
+//! and `snapshot` the immutable state workers read; `core` the sans-I/O
+//! processing of queries and answers, `frame` the same over Ethernet frames;
+//! `stats` counters; `config` the file; `io` the data planes; `engine` the
+//! running engine (workers, reload, stop).
+
+pub mod config;
+pub mod core;
+pub mod engine;
+pub mod frame;
+pub mod hash;
+pub mod inflight;
+pub mod io;
+pub mod policy;
+pub mod snapshot;
+pub mod stats;
+pub mod wire;

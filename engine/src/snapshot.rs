@@ -1,0 +1,307 @@
+//! The immutable state workers read: backends, pools with their built
+//! selectors, frontends. A change (reload, health, drain, weight) builds a new
+//! snapshot and swaps it in atomically; workers load it once per batch.
+//!
+//! Backends and frontends keep a stable numeric id across snapshots (by name,
+//! by listen address): in-flight slots and counters refer to those ids, so an
+//! answer for a query sent before a reload still finds its client.
+
+use crate::config::{Config, WhenAllDown};
+use crate::policy::{Member, PolicyKind, Selector};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+pub type BackendId = u16;
+pub type Mac = [u8; 6];
+
+pub const MAX_BACKENDS: usize = 256;
+pub const MAX_FRONTENDS: usize = 64;
+
+#[derive(Clone, Debug)]
+pub struct Backend {
+    pub id: BackendId,
+    pub name: String,
+    pub addr: SocketAddr,
+    pub weight: u32,
+    pub order: u32,
+    pub mac: Option<Mac>,
+    /// Health as last decided by the control process (up at start).
+    pub up: bool,
+    /// Drained by an operator: no new queries, answers still accepted.
+    pub drained: bool,
+}
+
+impl Backend {
+    pub fn usable(&self) -> bool {
+        self.up && !self.drained && self.weight > 0
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Pool {
+    pub name: String,
+    pub policy: PolicyKind,
+    pub when_all_down: WhenAllDown,
+    pub members: Box<[BackendId]>,
+    /// Over the usable members.
+    pub active: Selector,
+    /// Over all members regardless of health (`when_all_down = "any"`).
+    pub fallback: Selector,
+}
+
+#[derive(Clone, Debug)]
+pub struct Frontend {
+    pub id: u16,
+    pub listen: SocketAddr,
+    pub pool: u16,
+}
+
+/// Operator and health overrides on top of the file, by backend name.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub down: HashMap<String, bool>,
+    pub drained: HashMap<String, bool>,
+    pub weight: HashMap<String, u32>,
+}
+
+/// Stable ids by name / listen address. Ids are only recycled when the
+/// table is full, and then only ids absent from the configuration at hand.
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    backends: Vec<String>,
+    frontends: Vec<SocketAddr>,
+}
+
+impl Registry {
+    fn id_for<K: PartialEq + Clone>(
+        table: &mut Vec<K>,
+        key: &K,
+        max: usize,
+        in_use: impl Fn(&K) -> bool,
+    ) -> Option<u16> {
+        if let Some(i) = table.iter().position(|k| k == key) {
+            return Some(i as u16);
+        }
+        if table.len() < max {
+            table.push(key.clone());
+            return Some((table.len() - 1) as u16);
+        }
+        let i = table.iter().position(|k| !in_use(k))?;
+        table[i] = key.clone();
+        Some(i as u16)
+    }
+}
+
+fn as_member(b: &Backend) -> Member<'_> {
+    Member {
+        id: b.id,
+        name: &b.name,
+        weight: b.weight,
+        order: b.order,
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub generation: u64,
+    pub backends: Box<[Option<Backend>]>,
+    pub pools: Box<[Pool]>,
+    pub frontends: Box<[Option<Frontend>]>,
+    pub timeout_ns: u64,
+}
+
+impl Snapshot {
+    /// Builds a snapshot of a validated configuration.
+    pub fn build(cfg: &Config, reg: &mut Registry, ov: &Overrides, generation: u64) -> Snapshot {
+        let names: Vec<&str> = cfg
+            .backends
+            .iter()
+            .map(|b| b.name.get_ref().as_str())
+            .collect();
+        let mut backends: Vec<Option<Backend>> = vec![None; MAX_BACKENDS];
+        let mut by_name = HashMap::new();
+        for b in &cfg.backends {
+            let name = b.name.get_ref().clone();
+            let id = Registry::id_for(&mut reg.backends, &name, MAX_BACKENDS, |k| {
+                names.contains(&k.as_str())
+            })
+            .expect("validated: at most MAX_BACKENDS backends");
+            by_name.insert(name.clone(), id);
+            backends[usize::from(id)] = Some(Backend {
+                id,
+                addr: Config::backend_addr(b),
+                weight: ov.weight.get(&name).copied().unwrap_or(b.weight),
+                order: b.order,
+                mac: b
+                    .mac
+                    .as_ref()
+                    .and_then(|m| crate::config::parse_mac(m.get_ref())),
+                up: !ov.down.get(&name).copied().unwrap_or(false),
+                drained: ov.drained.get(&name).copied().unwrap_or(false),
+                name,
+            });
+        }
+
+        let mut pool_names: Vec<String> = cfg
+            .backends
+            .iter()
+            .flat_map(|b| b.pools.iter().map(|p| p.get_ref().clone()))
+            .collect();
+        pool_names.sort();
+        pool_names.dedup();
+        let pools: Vec<Pool> = pool_names
+            .iter()
+            .map(|pname| {
+                let pc = cfg.pool(pname).expect("validated");
+                let members: Vec<&Backend> = cfg
+                    .backends
+                    .iter()
+                    .filter(|b| b.pools.iter().any(|p| p.get_ref() == pname))
+                    .map(|b| {
+                        backends[usize::from(by_name[b.name.get_ref()])]
+                            .as_ref()
+                            .unwrap()
+                    })
+                    .collect();
+                let usable: Vec<Member> = members
+                    .iter()
+                    .filter(|b| b.usable())
+                    .map(|b| as_member(b))
+                    .collect();
+                // The fallback ignores health and drain but not weight 0.
+                let all: Vec<Member> = members.iter().map(|b| as_member(b)).collect();
+                Pool {
+                    name: pname.clone(),
+                    policy: pc.policy,
+                    when_all_down: pc.when_all_down,
+                    members: members.iter().map(|b| b.id).collect(),
+                    active: Selector::build(pc.policy, &usable),
+                    fallback: Selector::build(pc.policy, &all),
+                }
+            })
+            .collect();
+
+        let listens: Vec<SocketAddr> = cfg.frontends.iter().map(Config::frontend_addr).collect();
+        let mut frontends: Vec<Option<Frontend>> = vec![None; MAX_FRONTENDS];
+        for (f, addr) in cfg.frontends.iter().zip(&listens) {
+            let id = Registry::id_for(&mut reg.frontends, addr, MAX_FRONTENDS, |k| {
+                listens.contains(k)
+            })
+            .expect("validated: at most MAX_FRONTENDS frontends");
+            let pool = pool_names
+                .iter()
+                .position(|p| p == f.pool.get_ref())
+                .expect("validated");
+            frontends[usize::from(id)] = Some(Frontend {
+                id,
+                listen: *addr,
+                pool: pool as u16,
+            });
+        }
+
+        Snapshot {
+            generation,
+            backends: backends.into_boxed_slice(),
+            pools: pools.into_boxed_slice(),
+            frontends: frontends.into_boxed_slice(),
+            timeout_ns: cfg.engine.timeout_ms * 1_000_000,
+        }
+    }
+
+    #[inline]
+    pub fn backend(&self, id: BackendId) -> Option<&Backend> {
+        self.backends.get(usize::from(id)).and_then(Option::as_ref)
+    }
+
+    #[inline]
+    pub fn frontend(&self, id: u16) -> Option<&Frontend> {
+        self.frontends.get(usize::from(id)).and_then(Option::as_ref)
+    }
+
+    pub fn live_backends(&self) -> impl Iterator<Item = &Backend> {
+        self.backends.iter().flatten()
+    }
+
+    pub fn live_frontends(&self) -> impl Iterator<Item = &Frontend> {
+        self.frontends.iter().flatten()
+    }
+
+    /// The frontend listening on `addr` (frame mode: the query's destination).
+    #[inline]
+    pub fn frontend_by_addr(&self, addr: SocketAddr) -> Option<&Frontend> {
+        self.live_frontends().find(|f| f.listen == addr)
+    }
+
+    pub fn backend_by_name(&self, name: &str) -> Option<&Backend> {
+        self.live_backends().find(|b| b.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CFG: &str = r#"
+[[frontend]]
+listen = "127.0.0.1:5300"
+[[frontend]]
+listen = "127.0.0.1:5400"
+pool = "other"
+[[backend]]
+name = "a"
+address = "127.0.0.1:5301"
+[[backend]]
+name = "b"
+address = "127.0.0.1:5302"
+pools = ["default", "other"]
+[pool.other]
+policy = "first-available"
+when_all_down = "drop"
+"#;
+
+    #[test]
+    fn builds_pools_and_ids() {
+        let cfg = Config::parse(CFG, "t").unwrap();
+        let mut reg = Registry::default();
+        let s = Snapshot::build(&cfg, &mut reg, &Overrides::default(), 1);
+        assert_eq!(s.backend(0).unwrap().name, "a");
+        assert_eq!(s.backend(1).unwrap().name, "b");
+        assert_eq!(s.pools.len(), 2);
+        let def = &s.pools[0];
+        assert_eq!(def.name, "default");
+        assert_eq!(&*def.members, &[0, 1]);
+        let other = &s.pools[s.frontend(1).unwrap().pool as usize];
+        assert_eq!(other.name, "other");
+        assert_eq!(&*other.members, &[1]);
+        assert_eq!(
+            s.frontend_by_addr("127.0.0.1:5400".parse().unwrap())
+                .map(|f| f.id),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn ids_are_stable_across_reloads_and_down_backends_leave_the_selector() {
+        let cfg = Config::parse(CFG, "t").unwrap();
+        let mut reg = Registry::default();
+        let _ = Snapshot::build(&cfg, &mut reg, &Overrides::default(), 1);
+        // Reload without "a", with a new "c": b keeps id 1, c gets id 2.
+        let cfg2 = Config::parse(
+            &CFG.replace(
+                "name = \"a\"\naddress = \"127.0.0.1:5301\"",
+                "name = \"c\"\naddress = \"127.0.0.1:5303\"",
+            ),
+            "t",
+        )
+        .unwrap();
+        let mut ov = Overrides::default();
+        ov.down.insert("b".into(), true);
+        let s = Snapshot::build(&cfg2, &mut reg, &ov, 2);
+        assert!(s.backend(0).is_none());
+        assert_eq!(s.backend(1).unwrap().name, "b");
+        assert_eq!(s.backend(2).unwrap().name, "c");
+        let other = &s.pools[1];
+        assert!(other.active.is_empty(), "b is down");
+        assert!(!other.fallback.is_empty());
+    }
+}

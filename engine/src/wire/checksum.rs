@@ -1,0 +1,144 @@
+//! Internet checksum (RFC 1071) and its incremental update (RFC 1624).
+//!
+//! Every rewrite on the data path changes a handful of 16-bit words (addresses,
+//! ports, the DNS ID). Recomputing the UDP checksum would touch the whole
+//! payload; RFC 1624 eqn. 3 (`HC' = ~(~HC + ~m + m')`) touches only the words
+//! that changed. [`Delta`] accumulates the changed words of one rewrite so the
+//! fold is done once per checksum, not once per field.
+
+/// Folds a 32-bit one's-complement accumulator into 16 bits.
+#[inline]
+pub fn fold(mut sum: u64) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// One's-complement sum of `data` as big-endian 16-bit words (odd tail padded).
+pub fn sum_bytes(data: &[u8]) -> u64 {
+    let mut sum = 0u64;
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        sum += u64::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        sum += u64::from(u16::from_be_bytes([*last, 0]));
+    }
+    sum
+}
+
+/// Full checksum of `data` plus an initial accumulator (pseudo-header).
+pub fn checksum(initial: u64, data: &[u8]) -> u16 {
+    !fold(initial + sum_bytes(data))
+}
+
+/// Changed words of one rewrite, applied to any number of checksums.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Delta(u64);
+
+impl Delta {
+    pub const ZERO: Delta = Delta(0);
+
+    /// Records that the 16-bit word `old` became `new`.
+    #[inline]
+    pub fn word(&mut self, old: u16, new: u16) {
+        self.0 += u64::from(!old) + u64::from(new);
+    }
+
+    /// Records that an even-length run of bytes changed (addresses, MACs).
+    /// Both slices must start at an even offset of the checksummed data.
+    #[inline]
+    pub fn bytes(&mut self, old: &[u8], new: &[u8]) {
+        debug_assert_eq!(old.len(), new.len());
+        for (o, n) in old.chunks_exact(2).zip(new.chunks_exact(2)) {
+            self.word(
+                u16::from_be_bytes([o[0], o[1]]),
+                u16::from_be_bytes([n[0], n[1]]),
+            );
+        }
+    }
+
+    /// Merges another delta (a field covered by both checksums).
+    #[inline]
+    pub fn add(&mut self, other: Delta) {
+        self.0 += other.0;
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.0 == 0
+    }
+
+    /// Applies the delta to a checksum as stored in a header.
+    #[inline]
+    pub fn apply(self, csum: u16) -> u16 {
+        if self.0 == 0 {
+            return csum;
+        }
+        !fold(u64::from(!csum) + self.0)
+    }
+
+    /// Applies the delta to a UDP checksum: 0 means "no checksum" over IPv4
+    /// and must stay 0, and a computed 0 is sent as 0xffff (RFC 768).
+    #[inline]
+    pub fn apply_udp(self, csum: u16) -> u16 {
+        if csum == 0 {
+            return 0;
+        }
+        match self.apply(csum) {
+            0 => 0xffff,
+            c => c,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The IPv4 header from RFC 1071's classic example, checksum 0xb1e6.
+    const HDR: [u8; 20] = [
+        0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8, 0x00,
+        0x01, 0xc0, 0xa8, 0x00, 0xc7,
+    ];
+
+    #[test]
+    fn full_checksum_of_known_header() {
+        assert_eq!(checksum(0, &HDR), 0xb861);
+    }
+
+    #[test]
+    fn incremental_equals_full() {
+        let mut h = HDR;
+        let c = checksum(0, &h);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut d = Delta::ZERO;
+        d.bytes(&h[16..20], &[10, 1, 2, 3]);
+        d.word(u16::from_be_bytes([h[8], h[9]]), 0x3f11);
+        h[16..20].copy_from_slice(&[10, 1, 2, 3]);
+        h[8..10].copy_from_slice(&0x3f11u16.to_be_bytes());
+        let inc = d.apply(c);
+        h[10..12].copy_from_slice(&[0, 0]);
+        assert_eq!(inc, checksum(0, &h));
+    }
+
+    #[test]
+    fn udp_zero_checksum_stays_zero_and_computed_zero_is_ffff() {
+        let mut d = Delta::ZERO;
+        d.word(1, 2);
+        assert_eq!(d.apply_udp(0), 0);
+        // ~0xfffe + ~1 + 2: result folds to 0x0000 -> sent as 0xffff.
+        let mut d = Delta::ZERO;
+        d.word(0x0000, 0x0001);
+        assert_eq!(d.apply(0x0001), 0x0000);
+        assert_eq!(d.apply_udp(0x0001), 0xffff);
+        let mut d = Delta::ZERO;
+        d.word(0x0001, 0x0000);
+        assert_eq!(d.apply_udp(0xfffe), 0xffff);
+    }
+
+    #[test]
+    fn odd_length_pads_with_zero() {
+        assert_eq!(sum_bytes(&[0x12, 0x34, 0x56]), 0x1234 + 0x5600);
+    }
+}
