@@ -1,1 +1,6 @@
+//! dnsrail load harness: a synthetic DNS backend and a bounded load driver,
+//! used by the integration tests, the demo and the benchmarks.
 
+pub mod backend;
+pub mod load;
+pub mod msg;

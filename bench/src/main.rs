@@ -1,1 +1,135 @@
-fn main() {}
+//! `dnsrail-bench`: synthetic backend and bounded load driver.
+
+use clap::{Parser, Subcommand};
+use dnsrail_bench::backend::{Backend, BackendSpec};
+use dnsrail_bench::load::{run, LoadSpec};
+use dnsrail_bench::msg::AnswerSpec;
+use dnsrail_engine::config::rcode_by_name;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "dnsrail-bench", version, about = "dnsrail load harness")]
+struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a synthetic DNS backend until SIGINT/SIGTERM or --duration.
+    Backend {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Names under this suffix get NXDOMAIN.
+        #[arg(long, default_value = "nx.example")]
+        nxdomain_suffix: String,
+        /// Delay of slow answers, milliseconds.
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
+        /// Fraction of answers that are slow (0..1).
+        #[arg(long, default_value_t = 1.0)]
+        delay_fraction: f64,
+        /// Answer everything with this RCODE (e.g. SERVFAIL).
+        #[arg(long)]
+        rcode: Option<String>,
+        #[arg(long, default_value = "192.0.2.1")]
+        a: std::net::Ipv4Addr,
+        /// Stop after this many seconds (0 = until a signal).
+        #[arg(long, default_value_t = 0)]
+        duration: u64,
+    },
+    /// Send a bounded load and print what came back.
+    Load {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long, default_value_t = 10_000)]
+        queries: u64,
+        /// Queries per second (0 = bounded only by --max-outstanding).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        #[arg(long, default_value_t = 4)]
+        sockets: usize,
+        #[arg(long, default_value_t = 2000)]
+        max_outstanding: u64,
+        /// Longest the run may take, seconds.
+        #[arg(long, default_value_t = 60)]
+        max_duration: u64,
+        /// Exit non-zero if more than this percentage is lost.
+        #[arg(long, default_value_t = 100.0)]
+        max_loss_pct: f64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Args::parse().cmd {
+        Cmd::Backend {
+            listen,
+            threads,
+            nxdomain_suffix,
+            delay_ms,
+            delay_fraction,
+            rcode,
+            a,
+            duration,
+        } => {
+            let force_rcode = match rcode {
+                Some(r) => {
+                    Some(rcode_by_name(&r).ok_or_else(|| anyhow::anyhow!("unknown RCODE {r}"))?)
+                }
+                None => None,
+            };
+            let b = Backend::start(BackendSpec {
+                listen,
+                threads,
+                answers: AnswerSpec {
+                    a,
+                    nxdomain_suffix: Some(nxdomain_suffix.to_ascii_lowercase()),
+                    force_rcode,
+                    ..AnswerSpec::default()
+                },
+                delay: Duration::from_millis(delay_ms),
+                delay_fraction,
+            })?;
+            println!("backend listening on {}", b.addr);
+            let stop = Arc::new(AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+                signal_hook::flag::register(sig, stop.clone())?;
+            }
+            let t0 = Instant::now();
+            while !stop.load(Ordering::Relaxed)
+                && (duration == 0 || t0.elapsed() < Duration::from_secs(duration))
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            println!("backend {}: {} queries", b.addr, b.queries());
+            b.stop();
+        }
+        Cmd::Load {
+            target,
+            queries,
+            rate,
+            sockets,
+            max_outstanding,
+            max_duration,
+            max_loss_pct,
+        } => {
+            let mut spec = LoadSpec::new(target, queries);
+            spec.rate = rate;
+            spec.sockets = sockets;
+            spec.max_outstanding = max_outstanding;
+            spec.max_duration = Duration::from_secs(max_duration);
+            let r = run(&spec)?;
+            println!("{}", r.summary());
+            let loss = 100.0 * r.lost as f64 / r.sent.max(1) as f64;
+            if loss > max_loss_pct {
+                anyhow::bail!("loss {loss:.3}% above {max_loss_pct}%");
+            }
+        }
+    }
+    Ok(())
+}

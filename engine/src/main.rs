@@ -1,1 +1,143 @@
-fn main() {}
+//! `dnsrail`: the data-plane engine.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use dnsrail_engine::config::Config;
+use dnsrail_engine::engine::Engine;
+use dnsrail_engine::stats::{quantile_us, Totals};
+use tracing::{error, info};
+
+#[derive(Parser)]
+#[command(
+    name = "dnsrail",
+    version,
+    about = "dnsrail DNS load balancer: the UDP data plane"
+)]
+struct Args {
+    /// Configuration file (TOML).
+    #[arg(short, long)]
+    config: PathBuf,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let args = Args::parse();
+    let cfg = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dnsrail: {e}");
+            std::process::exit(2);
+        }
+    };
+    if args.check {
+        println!("{}: ok", args.config.display());
+        return;
+    }
+    let interval = cfg.engine.stats_interval_s;
+    let engine = match Engine::start(cfg) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("dnsrail: {e:#}");
+            std::process::exit(1);
+        }
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone()).expect("signal handler");
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
+        .expect("signal handler");
+
+    let mut last = engine.totals();
+    let mut last_at = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        if reload.swap(false, Ordering::Relaxed) {
+            // A bad file keeps the running configuration.
+            match Config::load(&args.config) {
+                Ok(c) => match engine.reload(c) {
+                    Ok(()) => info!(file = %args.config.display(), "reloaded"),
+                    Err(e) => error!("reload refused: {e:#}"),
+                },
+                Err(e) => error!("reload refused, keeping the running configuration: {e}"),
+            }
+        }
+        if interval > 0 && last_at.elapsed() >= Duration::from_secs(interval) {
+            let now = engine.totals();
+            info!("{}", summary(&engine, &last, &now, last_at.elapsed()));
+            last = now;
+            last_at = Instant::now();
+        }
+    }
+    info!("stopping");
+    let t = engine.totals();
+    info!(
+        queries = t.queries,
+        answers = t.answers,
+        local_replies = t.local_replies,
+        dropped = t.dropped(),
+        "final counters"
+    );
+    engine.stop();
+}
+
+/// One line: rates, drops by reason, latency percentiles, per-backend counts.
+fn summary(engine: &Engine, a: &Totals, b: &Totals, dt: Duration) -> String {
+    let secs = dt.as_secs_f64().max(1e-3);
+    let lat: Vec<u64> = b
+        .latency
+        .iter()
+        .zip(&a.latency)
+        .map(|(x, y)| x - y)
+        .collect();
+    let pct = |q| quantile_us(&lat, q).map_or("-".to_string(), |v| format!("{v}us"));
+    let mut s = format!(
+        "qps in {:.0} out {:.0} | local {} | inflight {} | p50 {} p99 {}",
+        (b.queries - a.queries) as f64 / secs,
+        (b.answers - a.answers) as f64 / secs,
+        b.local_replies - a.local_replies,
+        engine.in_flight(),
+        pct(0.5),
+        pct(0.99),
+    );
+    let drops: Vec<String> = b
+        .drops
+        .iter()
+        .zip(&a.drops)
+        .filter(|(x, y)| x.1 > y.1)
+        .map(|(x, y)| format!("{}={}", x.0.name(), x.1 - y.1))
+        .collect();
+    if !drops.is_empty() {
+        s += &format!(" | drops {}", drops.join(" "));
+    }
+    let snap = engine.snapshot();
+    for be in snap.live_backends() {
+        let i = usize::from(be.id);
+        s += &format!(
+            " | {} sent {} ans {} to {}{}",
+            be.name,
+            b.backend_sent[i] - a.backend_sent[i],
+            b.backend_answered[i] - a.backend_answered[i],
+            b.backend_timeouts[i] - a.backend_timeouts[i],
+            if be.usable() { "" } else { " (down)" },
+        );
+    }
+    s
+}

@@ -1,0 +1,265 @@
+//! A bounded load driver: sends a fixed number of queries (at a fixed rate or
+//! as fast as a bound on outstanding queries allows) over several sockets,
+//! matches every answer to its query by ID and question, and reports loss,
+//! RCODEs and latency. Stops by itself at `queries` or `max_duration`.
+
+use crate::msg::query_for;
+use dnsrail_engine::stats::{bucket_of, quantile_us, HIST_BUCKETS};
+use dnsrail_engine::wire::dns;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct LoadSpec {
+    pub target: SocketAddr,
+    pub queries: u64,
+    /// Queries per second; 0 = as fast as `max_outstanding` allows.
+    pub rate: u64,
+    /// Client sockets (source ports): each holds at most 65 536 IDs.
+    pub sockets: usize,
+    pub max_outstanding: u64,
+    /// How long to wait for the last answers after the last query.
+    pub timeout: Duration,
+    /// Hard bound on the whole run.
+    pub max_duration: Duration,
+    /// First sequence number (distinct runs ask distinct names).
+    pub first: u64,
+}
+
+impl LoadSpec {
+    pub fn new(target: SocketAddr, queries: u64) -> LoadSpec {
+        LoadSpec {
+            target,
+            queries,
+            rate: 0,
+            sockets: 4,
+            max_outstanding: 2000,
+            timeout: Duration::from_secs(3),
+            max_duration: Duration::from_secs(60),
+            first: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct LoadReport {
+    pub sent: u64,
+    pub answered: u64,
+    /// Sent and never answered.
+    pub lost: u64,
+    /// Answers for no waiting query (duplicates, stray IDs).
+    pub unexpected: u64,
+    /// Answers whose question differs from the query's.
+    pub wrong_question: u64,
+    pub rcodes: [u64; 16],
+    pub latency: Vec<u64>,
+    pub peak_outstanding: u64,
+    pub elapsed: Duration,
+}
+
+impl LoadReport {
+    pub fn p(&self, q: f64) -> Option<u64> {
+        quantile_us(&self.latency, q)
+    }
+
+    pub fn qps(&self) -> f64 {
+        self.answered as f64 / self.elapsed.as_secs_f64().max(1e-6)
+    }
+
+    pub fn summary(&self) -> String {
+        let f = |v: Option<u64>| v.map_or("-".into(), |v| format!("{v}us"));
+        format!(
+            "sent {} answered {} lost {} ({:.3}%) unexpected {} wrong-question {} | NOERROR {} NXDOMAIN {} SERVFAIL {} | {:.0} answers/s over {:.2}s | p50 {} p99 {} | peak in flight {}",
+            self.sent,
+            self.answered,
+            self.lost,
+            100.0 * self.lost as f64 / self.sent.max(1) as f64,
+            self.unexpected,
+            self.wrong_question,
+            self.rcodes[0],
+            self.rcodes[3],
+            self.rcodes[2],
+            self.qps(),
+            self.elapsed.as_secs_f64(),
+            f(self.p(0.5)),
+            f(self.p(0.99)),
+            self.peak_outstanding,
+        )
+    }
+}
+
+struct Slots {
+    /// Send time in ns since start + 1 (0 = free), per (socket, ID).
+    sent_at: Vec<AtomicU64>,
+    seq: Vec<AtomicU64>,
+}
+
+pub fn run(spec: &LoadSpec) -> io::Result<LoadReport> {
+    let nsock = spec.sockets.max(1);
+    let bind: SocketAddr = if spec.target.is_ipv6() {
+        "[::]:0".parse().unwrap()
+    } else {
+        "0.0.0.0:0".parse().unwrap()
+    };
+    let socks: Vec<UdpSocket> = (0..nsock)
+        .map(|_| {
+            let s = UdpSocket::bind(bind)?;
+            s.connect(spec.target)?;
+            s.set_nonblocking(true)?;
+            let s2 = socket2::SockRef::from(&s);
+            let _ = s2.set_recv_buffer_size(8 << 20);
+            let _ = s2.set_send_buffer_size(8 << 20);
+            Ok(s)
+        })
+        .collect::<io::Result<_>>()?;
+    let socks = Arc::new(socks);
+    let slots = Arc::new(Slots {
+        sent_at: (0..nsock * 65536).map(|_| AtomicU64::new(0)).collect(),
+        seq: (0..nsock * 65536).map(|_| AtomicU64::new(0)).collect(),
+    });
+    let outstanding = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let deadline = start + spec.max_duration;
+
+    let receiver = {
+        let (socks, slots, outstanding, done) = (
+            socks.clone(),
+            slots.clone(),
+            outstanding.clone(),
+            done.clone(),
+        );
+        std::thread::spawn(move || receive(&socks, &slots, &outstanding, &done, start))
+    };
+
+    let mut sent = 0u64;
+    let mut peak = 0u64;
+    let mut next_id = vec![0u16; nsock];
+    let mut q = Vec::with_capacity(64);
+    'send: for i in 0..spec.queries {
+        if Instant::now() >= deadline {
+            break;
+        }
+        if spec.rate > 0 {
+            let due = start + Duration::from_nanos(i * 1_000_000_000 / spec.rate);
+            let now = Instant::now();
+            if due > now + Duration::from_micros(200) {
+                std::thread::sleep(due - now);
+            }
+        }
+        while outstanding.load(Ordering::Relaxed) >= spec.max_outstanding {
+            if Instant::now() >= deadline {
+                break 'send;
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        let s = (i % nsock as u64) as usize;
+        // Skip IDs still waiting (a lost answer keeps its ID busy).
+        let mut tries = 0;
+        let id = loop {
+            let id = next_id[s];
+            next_id[s] = id.wrapping_add(1);
+            if slots.sent_at[s * 65536 + usize::from(id)].load(Ordering::Acquire) == 0 {
+                break Some(id);
+            }
+            tries += 1;
+            if tries > 65536 {
+                break None;
+            }
+        };
+        let Some(id) = id else { break };
+        let seq = spec.first + i;
+        query_for(seq, id, &mut q);
+        let k = s * 65536 + usize::from(id);
+        slots.seq[k].store(seq, Ordering::Relaxed);
+        slots.sent_at[k].store(start.elapsed().as_nanos() as u64 + 1, Ordering::Release);
+        let o = outstanding.fetch_add(1, Ordering::Relaxed) + 1;
+        peak = peak.max(o);
+        loop {
+            match socks[s].send(&q) {
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_micros(20))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        sent += 1;
+    }
+    let wait_until = (Instant::now() + spec.timeout).min(deadline + spec.timeout);
+    while outstanding.load(Ordering::Relaxed) > 0 && Instant::now() < wait_until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    done.store(true, Ordering::Relaxed);
+    let mut r = receiver.join().expect("receiver thread");
+    r.sent = sent;
+    r.lost = outstanding.load(Ordering::Relaxed);
+    r.peak_outstanding = peak;
+    r.elapsed = start.elapsed();
+    Ok(r)
+}
+
+fn receive(
+    socks: &[UdpSocket],
+    slots: &Slots,
+    outstanding: &AtomicU64,
+    done: &AtomicBool,
+    start: Instant,
+) -> LoadReport {
+    let mut r = LoadReport {
+        latency: vec![0; HIST_BUCKETS],
+        ..LoadReport::default()
+    };
+    let mut pfds: Vec<libc::pollfd> = socks
+        .iter()
+        .map(|s| libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let mut buf = vec![0u8; 65535];
+    let mut q = Vec::with_capacity(64);
+    while !done.load(Ordering::Relaxed) {
+        // SAFETY: pfds is a valid array of pollfd for the call.
+        unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 10) };
+        for (s, sock) in socks.iter().enumerate() {
+            while let Ok(len) = sock.recv(&mut buf) {
+                let now = start.elapsed().as_nanos() as u64;
+                let msg = &buf[..len];
+                let Ok(h) = dns::Header::new_checked(msg) else {
+                    r.unexpected += 1;
+                    continue;
+                };
+                let k = s * 65536 + usize::from(h.id());
+                let seq = slots.seq[k].load(Ordering::Relaxed);
+                let sent = slots.sent_at[k].load(Ordering::Acquire);
+                if sent == 0 {
+                    r.unexpected += 1;
+                    continue;
+                }
+                query_for(seq, h.id(), &mut q);
+                if msg.len() < q.len() || msg[12..q.len()] != q[12..] {
+                    r.wrong_question += 1;
+                    continue;
+                }
+                if slots.sent_at[k]
+                    .compare_exchange(sent, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
+                {
+                    r.unexpected += 1;
+                    continue;
+                }
+                outstanding.fetch_sub(1, Ordering::Relaxed);
+                r.answered += 1;
+                r.rcodes[usize::from(h.rcode())] += 1;
+                r.latency[bucket_of(now.saturating_sub(sent - 1) / 1000)] += 1;
+            }
+        }
+    }
+    r
+}
