@@ -110,9 +110,7 @@ pub fn run(spec: &LoadSpec) -> io::Result<LoadReport> {
             let s = UdpSocket::bind(bind)?;
             s.connect(spec.target)?;
             s.set_nonblocking(true)?;
-            let s2 = socket2::SockRef::from(&s);
-            let _ = s2.set_recv_buffer_size(8 << 20);
-            let _ = s2.set_send_buffer_size(8 << 20);
+            crate::backend::grow_buffers(&socket2::SockRef::from(&s), 8 << 20);
             Ok(s)
         })
         .collect::<io::Result<_>>()?;
