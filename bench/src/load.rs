@@ -142,8 +142,8 @@ pub fn run(spec: &LoadSpec) -> io::Result<LoadReport> {
         if Instant::now() >= deadline {
             break;
         }
-        if spec.rate > 0 {
-            let due = start + Duration::from_nanos(i * 1_000_000_000 / spec.rate);
+        if let Some(gap) = 1_000_000_000u64.checked_div(spec.rate) {
+            let due = start + Duration::from_nanos(i * gap);
             let now = Instant::now();
             if due > now + Duration::from_micros(200) {
                 std::thread::sleep(due - now);

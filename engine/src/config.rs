@@ -578,6 +578,17 @@ when_all_down = "any"
     }
 
     #[test]
+    fn the_shipped_example_is_valid() {
+        let text = include_str!("../../examples/dnsrail.toml");
+        let c = Config::parse(text, "examples/dnsrail.toml").unwrap();
+        assert_eq!(c.backends.len(), 3);
+        assert_eq!(
+            c.pool("cache-affine").unwrap().when_all_down,
+            WhenAllDown::Any
+        );
+    }
+
+    #[test]
     fn addresses_and_macs() {
         assert_eq!(
             parse_addr("192.0.2.1", 53),

@@ -1,1 +1,136 @@
-fn main() {}
+//! Core cost per query + answer, one core, no I/O: the sans-I/O core over a
+//! DNS message (socket data plane) and over an Ethernet frame (AF_XDP data
+//! plane), for every policy.
+//!
+//! Run: `cargo bench -p dnsrail-perf --bench core`
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use dnsrail_engine::core::{AnswerOutcome, Client, QueryOutcome};
+use dnsrail_engine::frame::FrameVerdict;
+use dnsrail_engine::wire::dns::build_query;
+use dnsrail_perf::{rig, POLICIES};
+use std::net::SocketAddr;
+
+/// One query, then the backend's answer (QR set, one A record), through the
+/// core over bare DNS messages.
+fn dgram(c: &mut Criterion) {
+    let mut g = c.benchmark_group("core_dgram_query_answer");
+    g.throughput(Throughput::Elements(1));
+    for policy in POLICIES {
+        let (mut core, snap, _) = rig(policy, 4);
+        core.begin_batch(&snap);
+        let names: Vec<Vec<u8>> = (0..1024)
+            .map(|i| build_query(7, &format!("www{i}.example.com"), 1))
+            .collect();
+        let client = Client {
+            ip: "198.51.100.7".parse().unwrap(),
+            port: 33333,
+            mac: [0; 6],
+        };
+        let mut buf = [0u8; 512];
+        let mut i = 0usize;
+        g.bench_function(BenchmarkId::from_parameter(policy), |b| {
+            b.iter(|| {
+                let q = &names[i & 1023];
+                i += 1;
+                let n = q.len();
+                buf[..n].copy_from_slice(q);
+                let QueryOutcome::Forward { backend, port, .. } =
+                    core.query(&snap, 0, &mut buf[..n], &client, 1000, |_| Ok(()))
+                else {
+                    panic!()
+                };
+                buf[2] |= 0x80;
+                let out = core.answer(&mut buf[..n], port, 2000, |b| b == backend);
+                assert!(matches!(out, AnswerOutcome::ToClient { .. }));
+                black_box(&buf);
+            })
+        });
+    }
+    g.finish();
+}
+
+fn frame_of(
+    src: SocketAddr,
+    dst: SocketAddr,
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    payload: &[u8],
+) -> Vec<u8> {
+    let (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) = (src.ip(), dst.ip()) else {
+        unreachable!()
+    };
+    let mut out = Vec::new();
+    etherparse::PacketBuilder::ethernet2(smac, dmac)
+        .ipv4(s.octets(), d.octets(), 64)
+        .udp(src.port(), dst.port())
+        .write(&mut out, payload)
+        .unwrap();
+    out
+}
+
+/// The same round trip over whole IPv4 Ethernet frames: parse, rewrite MACs,
+/// addresses, ports, ID, checksums, both ways.
+fn frame(c: &mut Criterion) {
+    let mut g = c.benchmark_group("core_frame_query_answer");
+    g.throughput(Throughput::Elements(1));
+    for policy in ["round-robin", "qname-hash"] {
+        let (mut core, snap, env) = rig(policy, 4);
+        core.begin_batch(&snap);
+        let client: SocketAddr = "198.51.100.7:33333".parse().unwrap();
+        let vip: SocketAddr = "192.0.2.53:53".parse().unwrap();
+        let frames: Vec<Vec<u8>> = (0..1024)
+            .map(|i| {
+                let q = build_query(7, &format!("www{i}.example.com"), 1);
+                frame_of(
+                    client,
+                    vip,
+                    [2, 0, 0, 0, 0, 0xc1],
+                    [2, 0, 0, 0, 0, 0x1b],
+                    &q,
+                )
+            })
+            .collect();
+        let mut buf = [0u8; 1024];
+        let mut i = 0usize;
+        g.bench_function(BenchmarkId::from_parameter(policy), |b| {
+            b.iter(|| {
+                let f = &frames[i & 1023];
+                i += 1;
+                let n = f.len();
+                buf[..n].copy_from_slice(f);
+                let FrameVerdict::Tx { len } = core.query_frame(&snap, &env, &mut buf[..n], 1000)
+                else {
+                    panic!()
+                };
+                // Turn the forwarded frame into the backend's answer: swap
+                // MACs, addresses and ports (checksum-neutral), set QR.
+                swap(&mut buf, 0, 6, 6);
+                swap(&mut buf, 26, 30, 4);
+                swap(&mut buf, 34, 36, 2);
+                buf[44] |= 0x80;
+                // QR flips one bit of the UDP payload: fix the checksum.
+                let ck = u16::from_be_bytes([buf[40], buf[41]]);
+                let mut d = dnsrail_engine::wire::checksum::Delta::ZERO;
+                d.word(
+                    u16::from_be_bytes([buf[44] & 0x7f, buf[45]]),
+                    u16::from_be_bytes([buf[44], buf[45]]),
+                );
+                buf[40..42].copy_from_slice(&d.apply_udp(ck).to_be_bytes());
+                let v = core.answer_frame(&snap, &env, &mut buf[..len], 2000);
+                assert!(matches!(v, FrameVerdict::Tx { .. }), "{v:?}");
+                black_box(&buf);
+            })
+        });
+    }
+    g.finish();
+}
+
+/// Swaps `buf[a..a+n]` and `buf[b..b+n]` without allocating.
+fn swap(buf: &mut [u8], a: usize, b: usize, n: usize) {
+    let (x, y) = buf.split_at_mut(b);
+    x[a..a + n].swap_with_slice(&mut y[..n]);
+}
+
+criterion_group!(benches, dgram, frame);
+criterion_main!(benches);

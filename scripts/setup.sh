@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the system packages dnsrail needs. Idempotent: packages already
+# present are not fetched again. Debian 12; run as root (or with sudo).
+set -euo pipefail
+
+# dnsutils: dig, the real DNS client of the integration tests and the demo.
+# iproute2: ip, for the network-namespace topologies.
+# pkg-config, gcc: crates that build C.
+PKGS=(dnsutils iproute2 pkg-config gcc libc6-dev)
+
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    echo "setup: installing ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo not found: dnsrail needs a Rust toolchain (1.85 or newer) on PATH" >&2
+    exit 1
+fi
+echo "setup: ok ($(cargo --version))"
