@@ -7,12 +7,15 @@
 //! the value that is wrong.
 
 use crate::policy::PolicyKind;
+use crate::rules::config::{RuleConfig, RulesFile};
+use crate::rules::RuleSet;
 use crate::snapshot::{MAX_BACKENDS, MAX_FRONTENDS};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 use toml::Spanned;
 
 pub const DEFAULT_POOL: &str = "default";
@@ -30,6 +33,22 @@ pub struct Config {
     pub pools: BTreeMap<String, PoolConfig>,
     #[serde(default)]
     pub health: HealthConfig,
+    /// Rules written in this file, in order (before those of `rules.file`).
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<RuleConfig>,
+    #[serde(default, rename = "rules")]
+    pub rules_section: RulesSection,
+    /// The compiled rules of this file and of `rules.file`.
+    #[serde(skip)]
+    pub compiled_rules: Option<Arc<RuleSet>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RulesSection {
+    /// A file of `[[rule]]` entries (relative to this file's directory),
+    /// appended after the rules written here. Meant for large generated sets.
+    pub file: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -70,6 +89,10 @@ pub struct EngineConfig {
     pub stats_interval_s: u64,
     /// Datagrams per recvmmsg/sendmmsg batch.
     pub batch: usize,
+    /// Largest EDNS UDP payload size a forwarded query may advertise; larger
+    /// values are lowered in place so backends do not send answers that
+    /// fragment. 0 leaves queries alone.
+    pub edns_max_payload: u16,
 }
 
 impl Default for EngineConfig {
@@ -84,6 +107,7 @@ impl Default for EngineConfig {
             timeout_ms: 2000,
             stats_interval_s: 10,
             batch: 64,
+            edns_max_payload: 1232,
         }
     }
 }
@@ -247,11 +271,88 @@ impl Config {
             key: None,
             message: format!("cannot read: {e}"),
         })?;
-        Config::parse(&text, &file)
+        Config::parse_in(&text, &file, path.parent().unwrap_or(Path::new(".")))
     }
 
-    /// Parses and validates `text`; `file` names it in errors.
+    /// Parses and validates `text`; `file` names it in errors. A relative
+    /// `rules.file` is taken from the current directory.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        Config::parse_in(text, file, Path::new("."))
+    }
+
+    fn parse_in(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError> {
+        let mut cfg = Config::parse_only(text, file)?;
+        cfg.compile_rules(text, file, base)?;
+        Ok(cfg)
+    }
+
+    /// Worker threads the engine will run.
+    pub fn worker_count(&self) -> usize {
+        match self.engine.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// Pools that have backends, in the order the snapshot indexes them.
+    pub fn pool_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .backends
+            .iter()
+            .flat_map(|b| b.pools.iter().map(|p| p.get_ref().clone()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    fn compile_rules(&mut self, text: &str, file: &str, base: &Path) -> Result<(), ConfigError> {
+        let mut all = self.rules.clone();
+        let mut extra: Option<(String, String)> = None;
+        if let Some(f) = &self.rules_section.file {
+            let path = base.join(f);
+            let rfile = path.display().to_string();
+            let rtext = std::fs::read_to_string(&path).map_err(|e| ConfigError {
+                file: file.to_string(),
+                line: None,
+                key: Some("rules.file".into()),
+                message: format!("cannot read {rfile}: {e}"),
+            })?;
+            let de = toml::Deserializer::new(&rtext);
+            let parsed: RulesFile = serde_path_to_error::deserialize(de).map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                let src = Src {
+                    file: &rfile,
+                    text: &rtext,
+                };
+                ConfigError {
+                    file: rfile.clone(),
+                    line: inner.span().and_then(|s| src.line_of(s)),
+                    key: (path != ".").then_some(path),
+                    message: inner.message().trim().to_string(),
+                }
+            })?;
+            all.extend(parsed.rules);
+            extra = Some((rfile, rtext));
+        }
+        let inline = self.rules.len();
+        let set = RuleSet::compile(&all, &self.pool_names(), self.worker_count()).map_err(|e| {
+            let (f, t, idx) = match &extra {
+                Some((rf, rt)) if e.index >= inline => (rf.as_str(), rt.as_str(), e.index - inline),
+                _ => (file, text, e.index),
+            };
+            let src = Src { file: f, text: t };
+            let key = e
+                .key
+                .replacen(&format!("rule[{}]", e.index), &format!("rule[{idx}]"), 1);
+            src.err(Some(all[e.index].name.span()), key, e.message)
+        })?;
+        self.compiled_rules = Some(Arc::new(set));
+        Ok(())
+    }
+
+    fn parse_only(text: &str, file: &str) -> Result<Config, ConfigError> {
         let src = Src { file, text };
         let de = toml::Deserializer::new(text);
         let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
@@ -302,6 +403,12 @@ impl Config {
         }
         if !(1..=60_000).contains(&e.timeout_ms) {
             return Err(whole("engine.timeout_ms", "must be 1 to 60000".into()));
+        }
+        if e.edns_max_payload != 0 && e.edns_max_payload < 512 {
+            return Err(whole(
+                "engine.edns_max_payload",
+                "must be 0 (off) or at least 512".into(),
+            ));
         }
         if !(1..=1024).contains(&e.batch) {
             return Err(whole("engine.batch", "must be 1 to 1024".into()));

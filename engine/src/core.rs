@@ -12,6 +12,7 @@ use crate::config::WhenAllDown;
 use crate::hash;
 use crate::inflight::{InflightTable, Pending, PortCursor, Reject};
 use crate::policy::{Key, PickState};
+use crate::rules::{self, Action};
 use crate::snapshot::{Backend, BackendId, Mac, Snapshot};
 use crate::stats::{DropReason, WorkerStats};
 use crate::wire::checksum::Delta;
@@ -107,6 +108,7 @@ pub struct Core {
     counters: Vec<u64>,
     rng: u64,
     generation: u64,
+    rule_scratch: rules::Scratch,
 }
 
 impl Core {
@@ -129,6 +131,7 @@ impl Core {
             counters: Vec::new(),
             rng: hash::mix(0x5eed ^ worker as u64) | 1,
             generation: u64::MAX,
+            rule_scratch: rules::Scratch::new(),
         }
     }
 
@@ -153,19 +156,26 @@ impl Core {
         }
     }
 
-    /// A client's query arrived on frontend `frontend`. `reachable` vetoes a
-    /// picked backend the I/O layer cannot send to (frame mode: no MAC, other
-    /// family); it runs before any in-flight slot is taken.
+    /// A client's query arrived on frontend `frontend`: the message is the
+    /// first `len` bytes of `buf`, and the rest of `buf` is room a reply may
+    /// grow into. `reachable` vetoes a picked backend the I/O layer cannot send
+    /// to (frame mode: no MAC, other family); it runs before any in-flight
+    /// slot is taken.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     pub fn query(
         &mut self,
         snap: &Snapshot,
         frontend: u16,
-        msg: &mut [u8],
+        buf: &mut [u8],
+        len: usize,
         client: &Client,
         now_ns: u64,
         reachable: impl Fn(&Backend) -> Result<(), DropReason>,
     ) -> QueryOutcome {
+        let Some(msg) = buf.get_mut(..len) else {
+            return self.dropped(DropReason::Truncated);
+        };
         let stats = &*self.stats;
         let h = match Header::new_checked(&*msg) {
             Ok(h) => h,
@@ -186,8 +196,36 @@ impl Core {
         let Some(fe) = snap.frontend(frontend) else {
             return self.dropped(DropReason::NotOurs);
         };
-        let pool_idx = usize::from(fe.pool);
-        let pool = &snap.pools[pool_idx];
+        let mut pool_idx = usize::from(fe.pool);
+        if !snap.rules.is_empty() {
+            let rq = rules::Query {
+                name: q.name(msg),
+                qtype: q.qtype,
+                qclass: q.qclass,
+                source: client.ip,
+            };
+            match snap
+                .rules
+                .first_match(&rq, &mut self.rule_scratch, self.worker)
+            {
+                None | Some(Action::Allow) => {}
+                Some(Action::Pool(p)) => pool_idx = usize::from(*p),
+                Some(Action::Drop) => return self.dropped(DropReason::RuleDrop),
+                Some(action) => {
+                    return match rules::reply::write(buf, &q, action) {
+                        Some(len) => {
+                            stats.local_replies.inc();
+                            QueryOutcome::Reply { len }
+                        }
+                        None => self.dropped(DropReason::NoRoom),
+                    };
+                }
+            }
+        }
+        let Some(pool) = snap.pools.get(pool_idx) else {
+            return self.dropped(DropReason::NoBackend);
+        };
+        let msg = &mut buf[..len];
         let name_hash = hash::name_hash(NAME_SEED, q.name(msg));
         let qhash = hash::question_hash(name_hash, q.qtype, q.qclass);
 
@@ -260,7 +298,10 @@ impl Core {
             }
             if let Some(id) = id {
                 let port = cur.port;
-                let delta = Header::new_checked(&mut *msg).unwrap().set_id(id);
+                let mut delta = Header::new_checked(&mut *msg).unwrap().set_id(id);
+                if snap.edns_max != 0 {
+                    delta.add(dns::clamp_edns(msg, &q, snap.edns_max));
+                }
                 self.stats.backends[usize::from(backend)].sent.inc();
                 return QueryOutcome::Forward {
                     backend,

@@ -152,15 +152,21 @@ fn rewrite(
 }
 
 impl Core {
-    /// A frame addressed to a frontend (VIP:port).
+    /// A frame addressed to a frontend (VIP:port): the first `len` bytes of
+    /// `frame`; the rest of the buffer is room for a reply the engine builds
+    /// (a rule's spoofed answer).
     pub fn query_frame(
         &mut self,
         snap: &Snapshot,
         env: &FrameEnv,
         frame: &mut [u8],
+        len: usize,
         now_ns: u64,
     ) -> FrameVerdict {
-        let p = match parse(frame) {
+        let Some(framed) = frame.get(..len) else {
+            return self.frame_drop(DropReason::Truncated);
+        };
+        let p = match parse(framed) {
             Ok(p) => p,
             Err(r) => return self.frame_drop(r),
         };
@@ -175,8 +181,10 @@ impl Core {
             mac: client_mac,
         };
         let v6 = p.v6;
-        let msg = &mut frame[p.payload_off..p.payload_off + p.payload_len];
-        let out = self.query(snap, fe.id, msg, &client, now_ns, |be| {
+        // A reply may grow up to the largest UDP datagram the frame can carry.
+        let room = frame.len().min(p.udp_off + 65535);
+        let msg = &mut frame[p.payload_off..room];
+        let out = self.query(snap, fe.id, msg, p.payload_len, &client, now_ns, |be| {
             if be.addr.is_ipv6() != v6 || env.src_for(be.addr.ip()).is_none() {
                 return Err(DropReason::FamilyMismatch);
             }

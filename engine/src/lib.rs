@@ -15,6 +15,7 @@ pub mod hash;
 pub mod inflight;
 pub mod io;
 pub mod policy;
+pub mod rules;
 pub mod snapshot;
 pub mod stats;
 pub mod wire;

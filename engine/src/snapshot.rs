@@ -8,8 +8,10 @@
 
 use crate::config::{Config, WhenAllDown};
 use crate::policy::{Member, PolicyKind, Selector};
+use crate::rules::RuleSet;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 pub type BackendId = u16;
 pub type Mac = [u8; 6];
@@ -108,6 +110,9 @@ pub struct Snapshot {
     pub pools: Box<[Pool]>,
     pub frontends: Box<[Option<Frontend>]>,
     pub timeout_ns: u64,
+    pub rules: Arc<RuleSet>,
+    /// 0 = do not clamp.
+    pub edns_max: u16,
 }
 
 impl Snapshot {
@@ -142,13 +147,7 @@ impl Snapshot {
             });
         }
 
-        let mut pool_names: Vec<String> = cfg
-            .backends
-            .iter()
-            .flat_map(|b| b.pools.iter().map(|p| p.get_ref().clone()))
-            .collect();
-        pool_names.sort();
-        pool_names.dedup();
+        let pool_names = cfg.pool_names();
         let pools: Vec<Pool> = pool_names
             .iter()
             .map(|pname| {
@@ -205,6 +204,11 @@ impl Snapshot {
             pools: pools.into_boxed_slice(),
             frontends: frontends.into_boxed_slice(),
             timeout_ns: cfg.engine.timeout_ms * 1_000_000,
+            rules: cfg
+                .compiled_rules
+                .clone()
+                .unwrap_or_else(|| Arc::new(RuleSet::empty())),
+            edns_max: cfg.engine.edns_max_payload,
         }
     }
 

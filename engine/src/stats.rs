@@ -70,6 +70,8 @@ drop_reasons! {
     FrontendGone => "frontend_gone", "Answer for a frontend removed by a reload.";
     Oversize => "oversize", "Datagram larger than the receive buffer.";
     SendFailed => "send_failed", "The kernel refused to send (buffer full, unreachable).";
+    RuleDrop => "rule_drop", "A rule's action was drop.";
+    NoRoom => "no_room", "A rule's reply did not fit the buffer.";
 }
 
 /// Log-linear latency histogram in microseconds: exact below 16 µs, then

@@ -36,7 +36,7 @@ fn dgram(c: &mut Criterion) {
                 let n = q.len();
                 buf[..n].copy_from_slice(q);
                 let QueryOutcome::Forward { backend, port, .. } =
-                    core.query(&snap, 0, &mut buf[..n], &client, 1000, |_| Ok(()))
+                    core.query(&snap, 0, &mut buf, n, &client, 1000, |_| Ok(()))
                 else {
                     panic!()
                 };
@@ -99,7 +99,7 @@ fn frame(c: &mut Criterion) {
                 i += 1;
                 let n = f.len();
                 buf[..n].copy_from_slice(f);
-                let FrameVerdict::Tx { len } = core.query_frame(&snap, &env, &mut buf[..n], 1000)
+                let FrameVerdict::Tx { len } = core.query_frame(&snap, &env, &mut buf, n, 1000)
                 else {
                     panic!()
                 };

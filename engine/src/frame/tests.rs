@@ -69,6 +69,17 @@ fn rig_with(cfg: Config, ov: Overrides) -> Rig {
     r
 }
 
+/// query_frame with 512 bytes of room after the frame, as a UMEM frame has.
+fn qf(r: &mut Rig, f: &mut Vec<u8>, now: u64) -> FrameVerdict {
+    let n = f.len();
+    f.resize(n + 512, 0);
+    let v = r.core.query_frame(&r.snap, &r.env, f, n, now);
+    if !matches!(v, FrameVerdict::Tx { .. }) {
+        f.truncate(n);
+    }
+    v
+}
+
 fn rig() -> Rig {
     rig_with(cfg(""), Overrides::default())
 }
@@ -171,7 +182,7 @@ fn roundtrip(client: &str, vip: &str, backend: &str, bmac: Mac) {
     let client: SocketAddr = client.parse().unwrap();
     let q = build_query(0x1234, "www.Example.com", qtype::A);
     let mut f = frame(client, vip.parse().unwrap(), CLIENT_MAC, LOCAL_MAC, &q);
-    let FrameVerdict::Tx { len } = r.core.query_frame(&r.snap, &r.env, &mut f, 1_000) else {
+    let FrameVerdict::Tx { len } = qf(&mut r, &mut f, 1_000) else {
         panic!("query dropped")
     };
     let out = seen(&f[..len]);
@@ -223,7 +234,7 @@ fn forward(r: &mut Rig) -> (Seen, Vec<u8>) {
         LOCAL_MAC,
         &q,
     );
-    let FrameVerdict::Tx { len } = r.core.query_frame(&r.snap, &r.env, &mut f, 0) else {
+    let FrameVerdict::Tx { len } = qf(r, &mut f, 0) else {
         panic!()
     };
     let s = seen(&f[..len]);
@@ -435,19 +446,12 @@ fn malformed_query_frames_are_counted_not_panicking() {
         ),
     ];
     for (i, (mut f, want)) in cases.into_iter().enumerate() {
-        assert_eq!(
-            r.core.query_frame(&r.snap, &r.env, &mut f, 0),
-            FrameVerdict::Drop(want),
-            "case {i}"
-        );
+        assert_eq!(qf(&mut r, &mut f, 0), FrameVerdict::Drop(want), "case {i}");
     }
     // Every prefix of a good frame is refused cleanly.
     for n in 0..good.len() {
         let mut f = good[..n].to_vec();
-        assert!(matches!(
-            r.core.query_frame(&r.snap, &r.env, &mut f, 0),
-            FrameVerdict::Drop(_)
-        ));
+        assert!(matches!(qf(&mut r, &mut f, 0), FrameVerdict::Drop(_)));
         let mut f = good[..n].to_vec();
         assert!(matches!(
             r.core.answer_frame(&r.snap, &r.env, &mut f, 0),
@@ -468,7 +472,7 @@ fn all_down_servfail_is_a_valid_reply_frame() {
     q[11] = 1;
     q.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 0]);
     let mut f = frame(client, VIP4.parse().unwrap(), CLIENT_MAC, LOCAL_MAC, &q);
-    let FrameVerdict::Tx { len } = r.core.query_frame(&r.snap, &r.env, &mut f, 0) else {
+    let FrameVerdict::Tx { len } = qf(&mut r, &mut f, 0) else {
         panic!()
     };
     let s = seen(&f[..len]);
@@ -494,7 +498,7 @@ fn all_down_drop_and_any() {
         &q,
     );
     assert_eq!(
-        r.core.query_frame(&r.snap, &r.env, &mut f, 0),
+        qf(&mut r, &mut f, 0),
         FrameVerdict::Drop(DropReason::NoBackend)
     );
     let extra = "[pool.default]\nwhen_all_down = \"any\"";
@@ -506,10 +510,7 @@ fn all_down_drop_and_any() {
         LOCAL_MAC,
         &q,
     );
-    assert!(matches!(
-        r.core.query_frame(&r.snap, &r.env, &mut f, 0),
-        FrameVerdict::Tx { .. }
-    ));
+    assert!(matches!(qf(&mut r, &mut f, 0), FrameVerdict::Tx { .. }));
 }
 
 #[test]
@@ -527,7 +528,7 @@ fn backend_without_mac_or_family_is_refused_before_taking_a_slot() {
         &q,
     );
     assert_eq!(
-        r.core.query_frame(&r.snap, &r.env, &mut f, 0),
+        qf(&mut r, &mut f, 0),
         FrameVerdict::Drop(DropReason::NoNeighbour)
     );
     assert_eq!(r.core.table().outstanding(0, 0), 0);
@@ -541,7 +542,7 @@ fn backend_without_mac_or_family_is_refused_before_taking_a_slot() {
         &q,
     );
     assert_eq!(
-        r.core.query_frame(&r.snap, &r.env, &mut f, 0),
+        qf(&mut r, &mut f, 0),
         FrameVerdict::Drop(DropReason::NotOurs)
     );
 }
@@ -581,7 +582,7 @@ proptest! {
         q.extend_from_slice(&tail);
         let client = SocketAddr::new(cip, cport);
         let mut f = frame(client, vip, CLIENT_MAC, LOCAL_MAC, &q);
-        let v = r.core.query_frame(&r.snap, &r.env, &mut f, 0);
+        let v = qf(&mut r, &mut f, 0);
         let FrameVerdict::Tx { len } = v else { panic!("{v:?}") };
         let s = seen(&f[..len]);
         let ans = answer_payload(&s.payload);
@@ -591,5 +592,96 @@ proptest! {
         let back = seen(&af[..len]);
         prop_assert_eq!(back.dst, client);
         prop_assert_eq!(&back.payload[..2], &id.to_be_bytes()[..]);
+    }
+}
+
+const SINK: &str = r#"
+[[rule]]
+name = "sink"
+match = { name = "bad.example" }
+action = { spoof = ["192.0.2.66", "2001:db8::66"], ttl = 30 }
+[[rule]]
+name = "no-any"
+match = { qtype = "ANY" }
+action = "refused"
+"#;
+
+#[test]
+fn spoofed_answers_fit_and_have_correct_checksums() {
+    for (client, vip, t, rdata) in [
+        ("198.51.100.7:1000", VIP4, qtype::A, vec![192, 0, 2, 66]),
+        (
+            "[2001:db8:c::7]:1000",
+            VIP6,
+            qtype::AAAA,
+            "2001:db8::66"
+                .parse::<Ipv6Addr>()
+                .unwrap()
+                .octets()
+                .to_vec(),
+        ),
+    ] {
+        let mut r = rig_with(cfg(SINK), Overrides::default());
+        let q = build_query(0x5151, "Bad.Example", t);
+        let client: SocketAddr = client.parse().unwrap();
+        let mut f = frame(client, vip.parse().unwrap(), CLIENT_MAC, LOCAL_MAC, &q);
+        let FrameVerdict::Tx { len } = qf(&mut r, &mut f, 0) else {
+            panic!()
+        };
+        let s = seen(&f[..len]);
+        assert_eq!((s.src, s.dst), (vip.parse().unwrap(), client));
+        assert_eq!((s.smac, s.dmac), (LOCAL_MAC, CLIENT_MAC));
+        assert_eq!(&s.payload[..8], &[0x51, 0x51, 0x81, 0x80, 0, 1, 0, 1]);
+        assert_eq!(
+            &s.payload[12..q.len()],
+            &q[12..],
+            "question kept byte for byte"
+        );
+        assert_eq!(&s.payload[s.payload.len() - rdata.len()..], &rdata[..]);
+        assert_eq!(r.snap.rules.hits(0), 1);
+        assert_eq!(r.core.table().outstanding(0, 0), 0, "no slot taken");
+    }
+}
+
+#[test]
+fn refused_by_rule_and_edns_clamped_on_forward() {
+    let mut r = rig_with(cfg(SINK), Overrides::default());
+    let q = build_query(9, "x.example", qtype::ANY);
+    let mut f = frame(
+        "198.51.100.7:1000".parse().unwrap(),
+        VIP4.parse().unwrap(),
+        CLIENT_MAC,
+        LOCAL_MAC,
+        &q,
+    );
+    let FrameVerdict::Tx { len } = qf(&mut r, &mut f, 0) else {
+        panic!()
+    };
+    assert_eq!(seen(&f[..len]).payload[3] & 0x0f, 5);
+
+    // Names of even and odd length put the OPT class at even and odd
+    // offsets: the checksum delta must handle both (seen() checks it).
+    for name in ["x.example", "xy.example"] {
+        let mut q = build_query(9, name, qtype::A);
+        q[11] = 1;
+        q.extend_from_slice(&[0, 0, 41, 0x10, 0x00, 0, 0, 0x80, 0, 0, 0]);
+        let mut f = frame(
+            "198.51.100.7:1000".parse().unwrap(),
+            VIP4.parse().unwrap(),
+            CLIENT_MAC,
+            LOCAL_MAC,
+            &q,
+        );
+        let FrameVerdict::Tx { len } = qf(&mut r, &mut f, 0) else {
+            panic!()
+        };
+        let s = seen(&f[..len]);
+        let opt = q.len() - 11;
+        assert_eq!(
+            &s.payload[opt + 3..opt + 5],
+            &1232u16.to_be_bytes(),
+            "payload size clamped"
+        );
+        assert_eq!(s.payload[opt + 5..], q[opt + 5..], "rest of OPT untouched");
     }
 }

@@ -296,8 +296,8 @@ impl SocketWorker {
                 mac: [0; 6],
             };
             let by_port = &self.by_port;
-            let msg = &mut self.rb.buf_mut(i)[..len];
-            let out = self.core.query(snap, id, msg, &client, now, |be| {
+            let buf = self.rb.buf_mut(i);
+            let out = self.core.query(snap, id, buf, len, &client, now, |be| {
                 match by_port[usize::from(be.id) * k] {
                     Some(_) => Ok(()),
                     None => Err(DropReason::SendFailed),

@@ -46,6 +46,18 @@ impl Delta {
         self.0 += u64::from(!old) + u64::from(new);
     }
 
+    /// Records that the 16-bit field at byte `offset` of the checksummed data
+    /// changed. At an odd offset the field straddles two checksum words, and
+    /// contributes its bytes swapped.
+    #[inline]
+    pub fn word_at(&mut self, offset: usize, old: u16, new: u16) {
+        if offset.is_multiple_of(2) {
+            self.word(old, new);
+        } else {
+            self.word(old.swap_bytes(), new.swap_bytes());
+        }
+    }
+
     /// Records that an even-length run of bytes changed (addresses, MACs).
     /// Both slices must start at an even offset of the checksummed data.
     #[inline]
@@ -135,6 +147,16 @@ mod tests {
         let mut d = Delta::ZERO;
         d.word(0x0001, 0x0000);
         assert_eq!(d.apply_udp(0xfffe), 0xffff);
+    }
+
+    #[test]
+    fn odd_offset_fields() {
+        let mut data = [1u8, 2, 3, 4, 5, 6, 7];
+        let c = checksum(0, &data);
+        let mut d = Delta::ZERO;
+        d.word_at(3, u16::from_be_bytes([4, 5]), 0xabcd);
+        data[3..5].copy_from_slice(&0xabcdu16.to_be_bytes());
+        assert_eq!(d.apply(c), checksum(0, &data));
     }
 
     #[test]

@@ -182,6 +182,56 @@ pub fn parse_question(msg: &[u8]) -> Result<Question, WireError> {
     })
 }
 
+/// Offset just past the (possibly compressed) name at `pos`, bounded.
+fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {
+    for _ in 0..128 {
+        let len = *msg.get(pos)?;
+        match len & 0xc0 {
+            0x00 if len == 0 => return Some(pos + 1),
+            0x00 => pos += 1 + usize::from(len),
+            0xc0 => return msg.get(pos + 1).map(|_| pos + 2),
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Lowers the UDP payload size advertised by the query's OPT record to
+/// `max` if it is larger, in place, and returns the checksum delta. A query
+/// without OPT, or whose records after the question do not parse, is left
+/// alone (the backend will judge it).
+pub fn clamp_edns(msg: &mut [u8], q: &Question, max: u16) -> Delta {
+    let mut d = Delta::ZERO;
+    let Ok(h) = Header::new_checked(&*msg) else {
+        return d;
+    };
+    let (an, ns, ar) = (h.ancount(), h.nscount(), h.arcount());
+    if ar == 0 {
+        return d;
+    }
+    let mut pos = q.end;
+    for i in 0..u32::from(an) + u32::from(ns) + u32::from(ar) {
+        let Some(p) = skip_name(msg, pos) else {
+            return d;
+        };
+        let Some(fixed) = msg.get(p..p + 10) else {
+            return d;
+        };
+        let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+        let class = u16::from_be_bytes([fixed[2], fixed[3]]);
+        let rdlen = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
+        if i >= u32::from(an) + u32::from(ns) && rtype == qtype::OPT {
+            if class > max {
+                d.word_at(p + 2, class, max);
+                msg[p + 2..p + 4].copy_from_slice(&max.to_be_bytes());
+            }
+            return d;
+        }
+        pos = p + 10 + rdlen;
+    }
+    d
+}
+
 /// Test helper: a query for `name` (dotted) and `qtype`, class IN, RD set.
 pub fn build_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
     let mut m = Vec::with_capacity(64);
@@ -270,6 +320,32 @@ mod tests {
         assert_eq!(parse_question(&m).err(), Some(WireError::BadLabel));
         m[16] = 0x80;
         assert_eq!(parse_question(&m).err(), Some(WireError::BadLabel));
+    }
+
+    #[test]
+    fn edns_clamp() {
+        let mut m = Q.to_vec();
+        m[11] = 1;
+        m.extend_from_slice(&[0, 0, 41, 0x10, 0x00, 0, 0, 0x80, 0, 0, 0]);
+        let q = parse_question(&m).unwrap();
+        let d = clamp_edns(&mut m, &q, 1232);
+        assert!(!d.is_zero());
+        assert_eq!(&m[36..38], &1232u16.to_be_bytes());
+        // Already small: untouched.
+        let before = m.clone();
+        assert!(clamp_edns(&mut m, &q, 4096).is_zero());
+        assert_eq!(m, before);
+        // No OPT, or garbage after the question: untouched, no panic.
+        let mut plain = Q.to_vec();
+        assert!(clamp_edns(&mut plain, &q, 512).is_zero());
+        let mut bad = Q.to_vec();
+        bad[11] = 3;
+        bad.extend_from_slice(&[0xc0]);
+        assert!(clamp_edns(&mut bad, &q, 512).is_zero());
+        for n in 33..m.len() {
+            let mut cut = before[..n].to_vec();
+            let _ = clamp_edns(&mut cut, &q, 512);
+        }
     }
 
     #[test]

@@ -1,0 +1,161 @@
+//! Rules and the EDNS clamp through the running balancer (socket data
+//! plane), checked with dig: what a client really sees.
+
+mod common;
+
+use common::*;
+use dnsrail_engine::stats::DropReason;
+use dnsrail_engine::wire::dns::build_query;
+use std::net::{SocketAddr, UdpSocket};
+use std::process::Command;
+use std::time::Duration;
+
+fn dig_from(src: &str, server: SocketAddr, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .args(["-b", src])
+        .arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string(), "+tries=1", "+time=2"])
+        .args(args)
+        .output()
+        .expect("dig is installed by scripts/setup.sh");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+const RULES: &str = r#"
+[[rule]]
+name = "no-any"
+match = { qtype = "ANY" }
+action = "refused"
+
+[[rule]]
+name = "sinkhole"
+match = { suffix = "malware.example" }
+action = { spoof = ["192.0.2.66", "2001:db8::66"], ttl = 60 }
+
+[[rule]]
+name = "hide-corp-outside"
+match = { suffix = "corp.example", not = { source = "127.0.0.2/32" } }
+action = "refused"
+
+[[rule]]
+name = "gone"
+match = { regex = '^old[0-9]+\.example$' }
+action = "nxdomain"
+
+[[rule]]
+name = "flood"
+match = { name = "flood.example" }
+action = "truncate"
+
+[[rule]]
+name = "silence"
+match = { name = "silent.example" }
+action = "drop"
+"#;
+
+#[test]
+fn rules_as_a_client_sees_them() {
+    let b = backend("127.0.0.1:0");
+    let e = engine(config(
+        "workers = 2",
+        &["127.0.0.1:0"],
+        &[("r1", b.addr)],
+        RULES,
+    ));
+    let vip = e.frontend_addrs()[0];
+    let out = dig_from("127.0.0.1", vip, &["x.malware.example", "A"]);
+    assert!(out.contains("status: NOERROR"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("x.malware.example.") && l.ends_with("60\tIN\tA\t192.0.2.66")),
+        "{out}"
+    );
+    assert!(
+        !out.to_lowercase().contains("warning"),
+        "dig accepts it without warnings: {out}"
+    );
+    let out = dig_from("127.0.0.1", vip, &["x.malware.example", "AAAA"]);
+    assert!(out.contains("2001:db8::66"), "{out}");
+    let out = dig_from("127.0.0.1", vip, &["x.malware.example", "MX"]);
+    assert!(
+        out.contains("status: NOERROR") && out.contains("ANSWER: 0"),
+        "{out}"
+    );
+    // ANY refused; the local zone hidden from outside, answered inside.
+    assert!(
+        dig_from("127.0.0.1", vip, &["example.org", "ANY", "+notcp"]).contains("status: REFUSED")
+    );
+    assert!(dig_from("127.0.0.1", vip, &["db.corp.example", "A"]).contains("status: REFUSED"));
+    let inside = dig_from("127.0.0.2", vip, &["db.corp.example", "A"]);
+    assert!(
+        inside.contains("status: NOERROR") && inside.contains("192.0.2.1"),
+        "{inside}"
+    );
+    assert!(dig_from("127.0.0.1", vip, &["OLD42.example", "A"]).contains("status: NXDOMAIN"));
+    // TC=1: dig would retry over TCP (the TCP/53 proxy is the control
+    // process's); +ignore shows the truncated UDP answer itself.
+    let tc = dig_from("127.0.0.1", vip, &["flood.example", "A", "+ignore"]);
+    assert!(tc.contains("flags: qr tc rd ra"), "{tc}");
+    let quiet = dig_from("127.0.0.1", vip, &["silent.example", "A", "+time=1"]);
+    assert!(
+        quiet.contains("timed out") || quiet.contains("no servers could be reached"),
+        "{quiet}"
+    );
+    // Only the inside query reached the backend.
+    assert_eq!(b.queries(), 1);
+    let t = wait_for(&e, "rule drop", |t| t.drop_count(DropReason::RuleDrop) == 1);
+    assert_eq!(t.local_replies, 7);
+    let rules = &e.snapshot().rules;
+    let hits: Vec<u64> = (0..rules.len()).map(|i| rules.hits(i)).collect();
+    assert_eq!(hits, vec![1, 3, 1, 1, 1, 1], "hits per rule");
+}
+
+#[test]
+fn rules_change_on_reload_and_a_bad_rule_is_refused_by_name() {
+    let b = backend("127.0.0.1:0");
+    let e = engine(config(
+        "workers = 1",
+        &["127.0.0.1:0"],
+        &[("r1", b.addr)],
+        "",
+    ));
+    let vip = e.frontend_addrs()[0];
+    assert!(dig_from("127.0.0.1", vip, &["x.malware.example", "A"]).contains("192.0.2.1"));
+    let with_rules = config("workers = 1", &[&vip.to_string()], &[("r1", b.addr)], RULES);
+    e.reload(with_rules).unwrap();
+    std::thread::sleep(Duration::from_millis(60));
+    assert!(dig_from("127.0.0.1", vip, &["x.malware.example", "A"]).contains("192.0.2.66"));
+    let text = format!(
+        "[[frontend]]\nlisten = \"{vip}\"\n[[backend]]\nname = \"r1\"\naddress = \"{}\"\n[[rule]]\nname = \"bad\"\nmatch = {{ regex = \"(\" }}\naction = \"drop\"\n",
+        b.addr
+    );
+    let err = dnsrail_engine::config::Config::parse(&text, "reload.toml").unwrap_err();
+    assert_eq!(
+        (err.line, err.key.as_deref()),
+        (Some(7), Some("rule[0].match.regex")),
+        "{err}"
+    );
+    assert!(err.message.contains("unclosed group"), "{err}");
+}
+
+#[test]
+fn edns_payload_is_clamped_toward_backends() {
+    let fake = UdpSocket::bind("127.0.0.1:0").unwrap();
+    fake.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let e = engine(config(
+        "workers = 1",
+        &["127.0.0.1:0"],
+        &[("fake", fake.local_addr().unwrap())],
+        "",
+    ));
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut q = build_query(1, "big.example", 1);
+    q[11] = 1;
+    q.extend_from_slice(&[0, 0, 41, 0x10, 0x00, 0, 0, 0x80, 0, 0, 0]);
+    c.send_to(&q, e.frontend_addrs()[0]).unwrap();
+    let mut buf = [0u8; 512];
+    let (n, _) = fake.recv_from(&mut buf).unwrap();
+    let opt = n - 11;
+    assert_eq!(&buf[opt + 3..opt + 5], &1232u16.to_be_bytes());
+    assert_eq!(&buf[2..opt + 3], &q[2..opt + 3], "nothing else changed");
+}

@@ -1,0 +1,662 @@
+//! Rules: ordered (match, action) pairs run on every query before a backend
+//! is picked. The first rule that matches decides; every rule counts its hits.
+//!
+//! Built to cost nearly nothing at 100 000 rules: each rule is indexed by the
+//! most selective key of its match (exact names and suffixes in hash maps,
+//! regexes in one combined automaton, source prefixes by prefix length, query
+//! types in a map); a query gathers the few candidate rules from the indexes
+//! and checks only those, in rule order. Rules with nothing to index
+//! (`not`, `any`, `all` at the top) are checked for every query.
+
+pub mod config;
+mod prefix;
+pub mod reply;
+
+use ahash::RandomState;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use crate::stats::Counter;
+use config::{ActionConfig, MatchConfig, RuleConfig, TypeName};
+pub use prefix::Prefix;
+use regex_automata::{meta, util::syntax, Input, MatchKind, PatternSet};
+
+/// What a matching rule does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Stop looking at rules; forward as usual.
+    Allow,
+    /// Forward through this pool (index into the snapshot's pools).
+    Pool(u16),
+    Drop,
+    /// Answer with this RCODE and no records.
+    Rcode(u8),
+    /// Answer with TC=1: a real client retries over TCP, a spoofed flood
+    /// cannot.
+    Truncate,
+    /// Answer A/AAAA queries with these addresses (a sinkhole); other types
+    /// get an empty NOERROR.
+    Spoof {
+        v4: Box<[[u8; 4]]>,
+        v6: Box<[[u8; 16]]>,
+        ttl: u32,
+    },
+}
+
+#[derive(Debug)]
+enum Cond {
+    True,
+    Names(HashSet<Box<[u8]>, RandomState>),
+    Suffixes(Box<[Box<[u8]>]>),
+    /// Pattern ids in the combined automaton.
+    Regex(Box<[u32]>),
+    QType(Box<[u16]>),
+    QClass(Box<[u16]>),
+    Source(Box<[Prefix]>),
+    Not(Box<Cond>),
+    All(Box<[Cond]>),
+    Any(Box<[Cond]>),
+}
+
+#[derive(Debug)]
+struct Rule {
+    name: String,
+    /// What must hold besides the key the rule is indexed by.
+    residual: Cond,
+    action: Action,
+}
+
+/// The query as rules see it.
+pub struct Query<'a> {
+    /// Wire-format name.
+    pub name: &'a [u8],
+    pub qtype: u16,
+    pub qclass: u16,
+    pub source: IpAddr,
+}
+
+/// Per-worker scratch space, so matching allocates nothing.
+pub struct Scratch {
+    /// The query name in lower case, for the name indexes.
+    lower: [u8; 256],
+    /// The query name, dotted, for the regexes (which ignore case).
+    dotted: Vec<u8>,
+    patterns: Option<PatternSet>,
+    regex_done: bool,
+    /// Some pattern matched this query (the pattern set is only filled, and
+    /// only read, then: clearing and iterating it costs its whole capacity).
+    regex_hit: bool,
+    cands: Vec<u32>,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch {
+            lower: [0; 256],
+            dotted: Vec::with_capacity(256),
+            patterns: None,
+            regex_done: false,
+            regex_hit: false,
+            cands: Vec::with_capacity(64),
+        }
+    }
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+type Index<K> = HashMap<K, Vec<u32>, RandomState>;
+
+pub struct RuleSet {
+    rules: Box<[Rule]>,
+    exact: Index<Box<[u8]>>,
+    suffix: Index<Box<[u8]>>,
+    regex: Option<meta::Regex>,
+    /// The same patterns with leftmost-first semantics: only asks "does any
+    /// pattern match", which the meta engine answers with its fastest DFA.
+    regex_any: Option<meta::Regex>,
+    /// Rules indexed by a regex: pattern id -> rule.
+    regex_rules: Vec<Option<u32>>,
+    /// Some rule is indexed by a regex: every query runs the automaton.
+    regex_indexed: bool,
+    qtype: Index<u16>,
+    sources: prefix::PrefixIndex,
+    generic: Box<[u32]>,
+    workers: usize,
+    /// Hits per (worker, rule): worker-major so workers never share a line.
+    hits: Box<[Counter]>,
+}
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RuleSet({} rules)", self.rules.len())
+    }
+}
+
+/// A rule that does not compile: which one, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    pub index: usize,
+    pub key: String,
+    pub message: String,
+}
+
+/// Lower-case wire form of a dotted name; None if it is not a valid name.
+pub fn wire_name(dotted: &str) -> Option<Box<[u8]>> {
+    let mut out = Vec::with_capacity(dotted.len() + 2);
+    for label in dotted.trim_end_matches('.').split('.') {
+        if label.is_empty() {
+            if dotted.trim_end_matches('.').is_empty() {
+                break;
+            }
+            return None;
+        }
+        if label.len() > 63 {
+            return None;
+        }
+        out.push(label.len() as u8);
+        out.extend(label.bytes().map(|b| b.to_ascii_lowercase()));
+    }
+    out.push(0);
+    (out.len() <= 255).then(|| out.into_boxed_slice())
+}
+
+fn type_number(t: &TypeName, class: bool) -> Option<u16> {
+    match t {
+        TypeName::Number(n) => Some(*n),
+        TypeName::Name(s) => Some(match (class, s.to_ascii_uppercase().as_str()) {
+            (false, "A") => 1,
+            (false, "NS") => 2,
+            (false, "CNAME") => 5,
+            (false, "SOA") => 6,
+            (false, "PTR") => 12,
+            (false, "MX") => 15,
+            (false, "TXT") => 16,
+            (false, "AAAA") => 28,
+            (false, "SRV") => 33,
+            (false, "DS") => 43,
+            (false, "RRSIG") => 46,
+            (false, "DNSKEY") => 48,
+            (false, "SVCB") => 64,
+            (false, "HTTPS") => 65,
+            (false, "AXFR") => 252,
+            (false, "ANY") => 255,
+            (true, "IN") => 1,
+            (true, "CH") => 3,
+            (true, "HS") => 4,
+            (true, "ANY") => 255,
+            _ => return None,
+        }),
+    }
+}
+
+struct Builder {
+    patterns: Vec<String>,
+}
+
+impl Builder {
+    fn cond(&mut self, m: &MatchConfig, key: &str) -> Result<Cond, (String, String)> {
+        let mut parts = Vec::new();
+        if let Some(names) = &m.name {
+            let mut set = HashSet::with_hasher(RandomState::new());
+            for n in names.iter() {
+                set.insert(
+                    wire_name(n)
+                        .ok_or((format!("{key}.name"), format!("`{n}` is not a domain name")))?,
+                );
+            }
+            parts.push(Cond::Names(set));
+        }
+        if let Some(s) = &m.suffix {
+            let v = s
+                .iter()
+                .map(|n| {
+                    wire_name(n).ok_or((
+                        format!("{key}.suffix"),
+                        format!("`{n}` is not a domain name"),
+                    ))
+                })
+                .collect::<Result<_, _>>()?;
+            parts.push(Cond::Suffixes(v));
+        }
+        if let Some(r) = &m.regex {
+            let mut ids = Vec::new();
+            for p in r.iter() {
+                // Each pattern alone first: a bad one is named, not the set.
+                regex_syntax(p).map_err(|e| (format!("{key}.regex"), format!("`{p}`: {e}")))?;
+                ids.push(self.patterns.len() as u32);
+                self.patterns.push(p.clone());
+            }
+            parts.push(Cond::Regex(ids.into()));
+        }
+        if let Some(t) = &m.qtype {
+            let v = t
+                .iter()
+                .map(|t| {
+                    type_number(t, false)
+                        .ok_or((format!("{key}.qtype"), format!("unknown type {t:?}")))
+                })
+                .collect::<Result<_, _>>()?;
+            parts.push(Cond::QType(v));
+        }
+        if let Some(t) = &m.qclass {
+            let v = t
+                .iter()
+                .map(|t| {
+                    type_number(t, true)
+                        .ok_or((format!("{key}.qclass"), format!("unknown class {t:?}")))
+                })
+                .collect::<Result<_, _>>()?;
+            parts.push(Cond::QClass(v));
+        }
+        if let Some(s) = &m.source {
+            let v = s
+                .iter()
+                .map(|p| {
+                    Prefix::parse(p).ok_or((
+                        format!("{key}.source"),
+                        format!("`{p}` is not an address or prefix"),
+                    ))
+                })
+                .collect::<Result<_, _>>()?;
+            parts.push(Cond::Source(v));
+        }
+        if let Some(n) = &m.not {
+            parts.push(Cond::Not(Box::new(self.cond(n, &format!("{key}.not"))?)));
+        }
+        if let Some(all) = &m.all {
+            let v = all
+                .iter()
+                .enumerate()
+                .map(|(i, c)| self.cond(c, &format!("{key}.all[{i}]")))
+                .collect::<Result<_, _>>()?;
+            parts.push(Cond::All(v));
+        }
+        if let Some(any) = &m.any {
+            let v = any
+                .iter()
+                .enumerate()
+                .map(|(i, c)| self.cond(c, &format!("{key}.any[{i}]")))
+                .collect::<Result<_, _>>()?;
+            parts.push(Cond::Any(v));
+        }
+        Ok(match parts.len() {
+            0 => Cond::True,
+            1 => parts.pop().unwrap(),
+            _ => Cond::All(parts.into()),
+        })
+    }
+}
+
+fn regex_syntax(p: &str) -> Result<(), String> {
+    meta::Regex::builder()
+        .syntax(syntax_config())
+        .configure(meta_config())
+        .build(p)
+        .map(|_| ())
+        .map_err(|e| {
+            // The top error only says "error parsing pattern 0"; the cause
+            // says what is wrong.
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg = format!("{msg}: {s}");
+                src = s.source();
+            }
+            msg
+        })
+}
+
+fn syntax_config() -> syntax::Config {
+    syntax::Config::new()
+        .case_insensitive(true)
+        .unicode(false)
+        .utf8(false)
+}
+
+fn meta_config() -> meta::Config {
+    // Bounded: a pathological pattern fails to compile instead of eating
+    // memory; matching is linear in the name (at most 254 bytes) whatever
+    // the patterns.
+    meta::Config::new()
+        .match_kind(MatchKind::All)
+        .utf8_empty(false)
+        .nfa_size_limit(Some(64 << 20))
+        .hybrid_cache_capacity(8 << 20)
+}
+
+fn action(a: &ActionConfig, pools: &[String]) -> Result<Action, String> {
+    Ok(match a {
+        ActionConfig::Simple(s) => match s.as_str() {
+            "allow" => Action::Allow,
+            "drop" => Action::Drop,
+            "refused" => Action::Rcode(crate::wire::dns::rcode::REFUSED),
+            "nxdomain" => Action::Rcode(crate::wire::dns::rcode::NXDOMAIN),
+            "servfail" => Action::Rcode(crate::wire::dns::rcode::SERVFAIL),
+            "truncate" => Action::Truncate,
+            other => {
+                return Err(format!(
+                    "unknown action `{other}` (allow, drop, refused, nxdomain, servfail, truncate, {{ spoof = [...] }}, {{ pool = \"...\" }})"
+                ))
+            }
+        },
+        ActionConfig::Spoof { spoof, ttl } => {
+            let (mut v4, mut v6) = (Vec::new(), Vec::new());
+            for s in spoof {
+                match s.parse::<IpAddr>() {
+                    Ok(IpAddr::V4(a)) => v4.push(a.octets()),
+                    Ok(IpAddr::V6(a)) => v6.push(a.octets()),
+                    Err(_) => return Err(format!("spoof: `{s}` is not an address")),
+                }
+            }
+            if v4.len() + v6.len() == 0 || v4.len() > 16 || v6.len() > 16 {
+                return Err("spoof needs 1 to 16 addresses per family".into());
+            }
+            Action::Spoof {
+                v4: v4.into(),
+                v6: v6.into(),
+                ttl: *ttl,
+            }
+        }
+        ActionConfig::Pool { pool } => match pools.iter().position(|p| p == pool) {
+            Some(i) => Action::Pool(i as u16),
+            None => return Err(format!("unknown pool `{pool}`")),
+        },
+    })
+}
+
+impl RuleSet {
+    pub fn empty() -> RuleSet {
+        RuleSet::compile(&[], &[], 1).expect("empty set compiles")
+    }
+
+    /// Compiles `rules` for `workers` workers; `pools` are the snapshot's
+    /// pool names in index order.
+    pub fn compile(
+        rules: &[RuleConfig],
+        pools: &[String],
+        workers: usize,
+    ) -> Result<RuleSet, RuleError> {
+        let mut b = Builder {
+            patterns: Vec::new(),
+        };
+        let mut set = RuleSet {
+            rules: Box::new([]),
+            exact: HashMap::with_hasher(RandomState::new()),
+            suffix: HashMap::with_hasher(RandomState::new()),
+            regex: None,
+            regex_any: None,
+            regex_rules: Vec::new(),
+            regex_indexed: false,
+            qtype: HashMap::with_hasher(RandomState::new()),
+            sources: prefix::PrefixIndex::default(),
+            generic: Box::new([]),
+            workers: workers.max(1),
+            hits: Box::new([]),
+        };
+        let mut compiled = Vec::with_capacity(rules.len());
+        let mut generic = Vec::new();
+        let mut regex_rules: Vec<(u32, u32)> = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            let err = |(key, message): (String, String)| RuleError {
+                index: i,
+                key,
+                message,
+            };
+            let key = format!("rule[{i}].match");
+            let cond = b.cond(&r.matches, &key).map_err(err)?;
+            let act =
+                action(&r.action, pools).map_err(|m| err((format!("rule[{i}].action"), m)))?;
+            let idx = i as u32;
+            // Index by the most selective key; keep the rest as the residual.
+            let mut parts = match cond {
+                Cond::All(p) => p.into_vec(),
+                c => vec![c],
+            };
+            let rank = |c: &Cond| match c {
+                Cond::Names(_) => 0,
+                Cond::Suffixes(_) => 1,
+                Cond::Source(_) => 2,
+                Cond::Regex(_) => 3,
+                Cond::QType(_) => 4,
+                _ => 9,
+            };
+            let best = parts
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, c)| rank(c))
+                .map(|(j, c)| (j, rank(c)));
+            match best {
+                Some((j, r)) if r < 9 => match parts.remove(j) {
+                    Cond::Names(n) => n
+                        .into_iter()
+                        .for_each(|k| set.exact.entry(k).or_default().push(idx)),
+                    Cond::Suffixes(s) => s
+                        .into_vec()
+                        .into_iter()
+                        .for_each(|k| set.suffix.entry(k).or_default().push(idx)),
+                    Cond::Source(p) => p.iter().for_each(|p| set.sources.insert(*p, idx)),
+                    Cond::Regex(ids) => ids.iter().for_each(|&p| regex_rules.push((p, idx))),
+                    Cond::QType(t) => t
+                        .iter()
+                        .for_each(|&t| set.qtype.entry(t).or_default().push(idx)),
+                    _ => unreachable!(),
+                },
+                _ => generic.push(idx),
+            }
+            let residual = match parts.len() {
+                0 => Cond::True,
+                1 => parts.pop().unwrap(),
+                _ => Cond::All(parts.into()),
+            };
+            compiled.push(Rule {
+                name: r.name.get_ref().clone(),
+                residual,
+                action: act,
+            });
+        }
+        if !b.patterns.is_empty() {
+            let re = meta::Regex::builder()
+                .syntax(syntax_config())
+                .configure(meta_config())
+                .build_many(&b.patterns)
+                .map_err(|e| RuleError {
+                    index: 0,
+                    key: "rule".into(),
+                    message: format!("the combined regex set does not compile: {e}"),
+                })?;
+            set.regex_rules = vec![None; b.patterns.len()];
+            set.regex_indexed = !regex_rules.is_empty();
+            for (p, r) in regex_rules {
+                set.regex_rules[p as usize] = Some(r);
+            }
+            set.regex = Some(re);
+            set.regex_any = Some(
+                meta::Regex::builder()
+                    .syntax(syntax_config())
+                    .configure(meta_config().match_kind(MatchKind::LeftmostFirst))
+                    .build_many(&b.patterns)
+                    .map_err(|e| RuleError {
+                        index: 0,
+                        key: "rule".into(),
+                        message: format!("the combined regex set does not compile: {e}"),
+                    })?,
+            );
+        }
+        set.hits = (0..set.workers * compiled.len())
+            .map(|_| Counter::default())
+            .collect();
+        set.rules = compiled.into();
+        set.generic = generic.into();
+        Ok(set)
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    pub fn name(&self, i: usize) -> &str {
+        &self.rules[i].name
+    }
+
+    /// Hits of rule `i` over all workers.
+    pub fn hits(&self, i: usize) -> u64 {
+        (0..self.workers)
+            .map(|w| self.hits[w * self.rules.len() + i].get())
+            .sum()
+    }
+
+    /// The first rule matching `q`, counted as a hit of `worker`.
+    #[inline]
+    pub fn first_match(&self, q: &Query<'_>, s: &mut Scratch, worker: usize) -> Option<&Action> {
+        if self.rules.is_empty() {
+            return None;
+        }
+        s.regex_done = false;
+        s.cands.clear();
+        let name = q.name;
+        if !self.exact.is_empty() || !self.suffix.is_empty() {
+            let n = name.len().min(256);
+            for (d, &c) in s.lower.iter_mut().zip(&name[..n]) {
+                *d = c.to_ascii_lowercase();
+            }
+            let low = &s.lower[..n];
+            if let Some(v) = self.exact.get(low) {
+                s.cands.extend_from_slice(v);
+            }
+            if !self.suffix.is_empty() {
+                let mut pos = 0;
+                while pos < n {
+                    if let Some(v) = self.suffix.get(&low[pos..]) {
+                        s.cands.extend_from_slice(v);
+                    }
+                    pos += 1 + usize::from(low[pos]);
+                }
+            }
+        }
+        if let Some(v) = self.qtype.get(&q.qtype) {
+            s.cands.extend_from_slice(v);
+        }
+        self.sources.lookup(q.source, &mut s.cands);
+        if self.regex_indexed {
+            self.run_regex(name, s);
+        }
+        if self.regex_indexed && s.regex_hit {
+            let set = s.patterns.as_ref().unwrap();
+            for p in set.iter() {
+                if let Some(r) = self.regex_rules[p.as_usize()] {
+                    s.cands.push(r);
+                }
+            }
+        }
+        s.cands.extend_from_slice(&self.generic);
+        if s.cands.len() > 1 {
+            s.cands.sort_unstable();
+            s.cands.dedup();
+        }
+        for k in 0..s.cands.len() {
+            let i = s.cands[k] as usize;
+            if self.holds(&self.rules[i].residual, q, s) {
+                self.hits[worker.min(self.workers - 1) * self.rules.len() + i].inc();
+                return Some(&self.rules[i].action);
+            }
+        }
+        None
+    }
+
+    fn run_regex(&self, name: &[u8], s: &mut Scratch) {
+        if s.regex_done {
+            return;
+        }
+        s.regex_done = true;
+        s.regex_hit = false;
+        let Some(re) = &self.regex else { return };
+        s.dotted.clear();
+        let mut pos = 0;
+        while pos < name.len() && name[pos] != 0 {
+            let l = usize::from(name[pos]);
+            if !s.dotted.is_empty() {
+                s.dotted.push(b'.');
+            }
+            s.dotted
+                .extend_from_slice(&name[pos + 1..(pos + 1 + l).min(name.len())]);
+            pos += 1 + l;
+        }
+        // Most names match no regex: a leftmost-first is_match answers that
+        // from the meta engine's fastest path (often a literal prefilter);
+        // only a hit pays for the overlapping search that names every
+        // matching pattern (and for clearing and reading the pattern set,
+        // which cost its whole capacity).
+        let input = Input::new(&s.dotted[..]);
+        if !self
+            .regex_any
+            .as_ref()
+            .is_some_and(|a| a.is_match(input.clone()))
+        {
+            return;
+        }
+        let ps = s
+            .patterns
+            .get_or_insert_with(|| PatternSet::new(re.pattern_len()));
+        if ps.capacity() != re.pattern_len() {
+            *ps = PatternSet::new(re.pattern_len());
+        }
+        ps.clear();
+        re.which_overlapping_matches(&input, ps);
+        s.regex_hit = true;
+    }
+
+    fn holds(&self, c: &Cond, q: &Query<'_>, s: &mut Scratch) -> bool {
+        match c {
+            Cond::True => true,
+            Cond::Names(set) => {
+                // Lower-case on the stack: no allocation per query.
+                let mut low = [0u8; 256];
+                let n = q.name.len().min(256);
+                for (d, c) in low.iter_mut().zip(&q.name[..n]) {
+                    *d = c.to_ascii_lowercase();
+                }
+                set.contains(&low[..n])
+            }
+            Cond::Suffixes(list) => list.iter().any(|suf| is_suffix(q.name, suf)),
+            Cond::Regex(ids) => {
+                self.run_regex(q.name, s);
+                if !s.regex_hit {
+                    return false;
+                }
+                let ps = s.patterns.as_ref().unwrap();
+                ids.iter()
+                    .any(|&p| ps.contains(regex_automata::PatternID::new_unchecked(p as usize)))
+            }
+            Cond::QType(t) => t.contains(&q.qtype),
+            Cond::QClass(t) => t.contains(&q.qclass),
+            Cond::Source(p) => p.iter().any(|p| p.contains(q.source)),
+            Cond::Not(c) => !self.holds(c, q, s),
+            Cond::All(cs) => cs.iter().all(|c| self.holds(c, q, s)),
+            Cond::Any(cs) => cs.iter().any(|c| self.holds(c, q, s)),
+        }
+    }
+}
+
+/// Whether wire name `name` equals `suffix` or lies below it, on a label
+/// boundary.
+fn is_suffix(name: &[u8], suffix: &[u8]) -> bool {
+    let mut pos = 0;
+    while pos < name.len() {
+        if name[pos..].eq_ignore_ascii_case(suffix) {
+            return true;
+        }
+        pos += 1 + usize::from(name[pos]);
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests;
