@@ -114,6 +114,9 @@ pub struct RuleSet {
     rules: Box<[Rule]>,
     exact: Index<Box<[u8]>>,
     suffix: Index<Box<[u8]>>,
+    /// Bit d set: some suffix rule names a suffix of d labels. A query only
+    /// looks up its suffixes of those depths.
+    suffix_depths: u128,
     regex: Option<meta::Regex>,
     /// The same patterns with leftmost-first semantics: only asks "does any
     /// pattern match", which the meta engine answers with its fastest DFA.
@@ -387,6 +390,7 @@ impl RuleSet {
             rules: Box::new([]),
             exact: HashMap::with_hasher(RandomState::new()),
             suffix: HashMap::with_hasher(RandomState::new()),
+            suffix_depths: 0,
             regex: None,
             regex_any: None,
             regex_rules: Vec::new(),
@@ -486,6 +490,9 @@ impl RuleSet {
                     })?,
             );
         }
+        for k in set.suffix.keys() {
+            set.suffix_depths |= 1u128 << labels(k).min(127);
+        }
         set.hits = (0..set.workers * compiled.len())
             .map(|_| Counter::default())
             .collect();
@@ -532,17 +539,26 @@ impl RuleSet {
                 s.cands.extend_from_slice(v);
             }
             if !self.suffix.is_empty() {
+                let mut depth = labels(low);
                 let mut pos = 0;
                 while pos < n {
-                    if let Some(v) = self.suffix.get(&low[pos..]) {
-                        s.cands.extend_from_slice(v);
+                    if self.suffix_depths & (1u128 << depth.min(127)) != 0 {
+                        if let Some(v) = self.suffix.get(&low[pos..]) {
+                            s.cands.extend_from_slice(v);
+                        }
+                    }
+                    if low[pos] == 0 {
+                        break;
                     }
                     pos += 1 + usize::from(low[pos]);
+                    depth = depth.saturating_sub(1);
                 }
             }
         }
-        if let Some(v) = self.qtype.get(&q.qtype) {
-            s.cands.extend_from_slice(v);
+        if !self.qtype.is_empty() {
+            if let Some(v) = self.qtype.get(&q.qtype) {
+                s.cands.extend_from_slice(v);
+            }
         }
         self.sources.lookup(q.source, &mut s.cands);
         if self.regex_indexed {
@@ -643,6 +659,16 @@ impl RuleSet {
             Cond::Any(cs) => cs.iter().any(|c| self.holds(c, q, s)),
         }
     }
+}
+
+/// Labels in a wire name, the root not counted.
+fn labels(name: &[u8]) -> u32 {
+    let (mut pos, mut n) = (0, 0);
+    while pos < name.len() && name[pos] != 0 {
+        n += 1;
+        pos += 1 + usize::from(name[pos]);
+    }
+    n
 }
 
 /// Whether wire name `name` equals `suffix` or lies below it, on a label

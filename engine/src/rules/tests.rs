@@ -180,6 +180,36 @@ fn bad_rules_are_named() {
 }
 
 #[test]
+fn suffixes_of_every_depth_match() {
+    let s = set(r#"
+[[rule]]
+name = "root"
+match = { suffix = "." , qtype = "TXT" }
+action = "refused"
+[[rule]]
+name = "tld"
+match = { suffix = "test" }
+action = "nxdomain"
+[[rule]]
+name = "deep"
+match = { suffix = "a.b.c.example" }
+action = "drop"
+"#);
+    assert_eq!(decide(&s, "x.y.test", 1, "192.0.2.1").unwrap().0, "tld");
+    assert_eq!(decide(&s, "test", 1, "192.0.2.1").unwrap().0, "tld");
+    assert_eq!(
+        decide(&s, "z.A.b.C.example", 1, "192.0.2.1").unwrap().0,
+        "deep"
+    );
+    assert_eq!(decide(&s, "b.c.example", 1, "192.0.2.1"), None);
+    assert_eq!(
+        decide(&s, "anything.org", 16, "192.0.2.1").unwrap().0,
+        "root"
+    );
+    assert_eq!(decide(&s, ".", 16, "192.0.2.1").unwrap().0, "root");
+}
+
+#[test]
 fn prefixes() {
     let p = Prefix::parse("192.0.2.77/24").unwrap();
     assert!(p.contains("192.0.2.1".parse().unwrap()));
