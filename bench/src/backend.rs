@@ -4,6 +4,7 @@
 //! need no external resolver.
 
 use crate::msg::{answer, AnswerSpec};
+use dnsrail_engine::io::sys::grow_buffers;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::VecDeque;
 use std::io;
@@ -59,7 +60,7 @@ impl Backend {
         for t in 0..spec.threads.max(1) {
             let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
             s.set_reuse_port(true)?;
-            grow_buffers(&socket2::SockRef::from(&s), 16 << 20);
+            grow_buffers(std::os::fd::AsRawFd::as_raw_fd(&s), 16 << 20);
             s.bind(&addr.into())?;
             let sock: UdpSocket = s.into();
             if t == 0 {
@@ -145,34 +146,6 @@ fn serve(sock: UdpSocket, spec: BackendSpec, stop: Arc<AtomicBool>, c: Arc<Backe
             delayed.push_back((Instant::now() + spec.delay, from, out.clone()));
         } else if sock.send_to(&out, from).is_ok() {
             c.answers.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Asks for big socket buffers; as root the FORCE variants pass rmem_max, so
-/// bursts queue instead of being dropped by the kernel.
-pub fn grow_buffers(s: &socket2::SockRef<'_>, bytes: usize) {
-    use std::os::fd::AsRawFd;
-    let fd = s.as_raw_fd();
-    let v = bytes as libc::c_int;
-    for (force, plain) in [
-        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
-        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
-    ] {
-        let set = |opt| {
-            // SAFETY: setsockopt with a valid int option value.
-            unsafe {
-                libc::setsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    opt,
-                    &v as *const _ as *const libc::c_void,
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            }
-        };
-        if set(force) != 0 {
-            set(plain);
         }
     }
 }

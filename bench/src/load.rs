@@ -110,7 +110,7 @@ pub fn run(spec: &LoadSpec) -> io::Result<LoadReport> {
             let s = UdpSocket::bind(bind)?;
             s.connect(spec.target)?;
             s.set_nonblocking(true)?;
-            crate::backend::grow_buffers(&socket2::SockRef::from(&s), 8 << 20);
+            dnsrail_engine::io::sys::grow_buffers(s.as_raw_fd(), 8 << 20);
             Ok(s)
         })
         .collect::<io::Result<_>>()?;

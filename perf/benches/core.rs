@@ -5,10 +5,9 @@
 //! Run: `cargo bench -p dnsrail-perf --bench core`
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use dnsrail_engine::core::{AnswerOutcome, Client, QueryOutcome};
 use dnsrail_engine::frame::FrameVerdict;
 use dnsrail_engine::wire::dns::build_query;
-use dnsrail_perf::{rig, POLICIES};
+use dnsrail_perf::{bench_client, bench_queries, dgram_roundtrip, rig, POLICIES};
 use std::net::SocketAddr;
 
 /// One query, then the backend's answer (QR set, one A record), through the
@@ -19,30 +18,13 @@ fn dgram(c: &mut Criterion) {
     for policy in POLICIES {
         let (mut core, snap, _) = rig(policy, 4);
         core.begin_batch(&snap);
-        let names: Vec<Vec<u8>> = (0..1024)
-            .map(|i| build_query(7, &format!("www{i}.example.com"), 1))
-            .collect();
-        let client = Client {
-            ip: "198.51.100.7".parse().unwrap(),
-            port: 33333,
-            mac: [0; 6],
-        };
+        let (names, client) = (bench_queries(), bench_client());
         let mut buf = [0u8; 512];
         let mut i = 0usize;
         g.bench_function(BenchmarkId::from_parameter(policy), |b| {
             b.iter(|| {
-                let q = &names[i & 1023];
+                dgram_roundtrip(&mut core, &snap, &names[i & 1023], &client, &mut buf);
                 i += 1;
-                let n = q.len();
-                buf[..n].copy_from_slice(q);
-                let QueryOutcome::Forward { backend, port, .. } =
-                    core.query(&snap, 0, &mut buf, n, &client, 1000, |_| Ok(()))
-                else {
-                    panic!()
-                };
-                buf[2] |= 0x80;
-                let out = core.answer(&mut buf[..n], port, 2000, |b| b == backend);
-                assert!(matches!(out, AnswerOutcome::ToClient { .. }));
                 black_box(&buf);
             })
         });

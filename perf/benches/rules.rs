@@ -5,9 +5,9 @@
 //! Run: `cargo bench -p dnsrail-perf --bench rules`
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use dnsrail_engine::core::{AnswerOutcome, Client, QueryOutcome};
+use dnsrail_engine::core::QueryOutcome;
 use dnsrail_engine::wire::dns::build_query;
-use dnsrail_perf::rig_with_rules;
+use dnsrail_perf::{bench_client, bench_queries, dgram_roundtrip, rig_with_rules};
 
 fn rules(c: &mut Criterion) {
     let mut g = c.benchmark_group("core_query_answer_with_rules");
@@ -15,30 +15,13 @@ fn rules(c: &mut Criterion) {
     for n in [0usize, 1_000, 100_000] {
         let (mut core, snap, _) = rig_with_rules("round-robin", 4, n);
         core.begin_batch(&snap);
-        let names: Vec<Vec<u8>> = (0..1024)
-            .map(|i| build_query(7, &format!("www{i}.example.com"), 1))
-            .collect();
-        let client = Client {
-            ip: "198.51.100.7".parse().unwrap(),
-            port: 33333,
-            mac: [0; 6],
-        };
+        let (names, client) = (bench_queries(), bench_client());
         let mut buf = [0u8; 512];
         let mut i = 0usize;
         g.bench_function(BenchmarkId::from_parameter(n), |b| {
             b.iter(|| {
-                let q = &names[i & 1023];
+                dgram_roundtrip(&mut core, &snap, &names[i & 1023], &client, &mut buf);
                 i += 1;
-                let len = q.len();
-                buf[..len].copy_from_slice(q);
-                let QueryOutcome::Forward { backend, port, .. } =
-                    core.query(&snap, 0, &mut buf, len, &client, 1000, |_| Ok(()))
-                else {
-                    panic!()
-                };
-                buf[2] |= 0x80;
-                let out = core.answer(&mut buf[..len], port, 2000, |b| b == backend);
-                assert!(matches!(out, AnswerOutcome::ToClient { .. }));
                 black_box(&buf);
             })
         });
@@ -47,11 +30,7 @@ fn rules(c: &mut Criterion) {
     let (mut core, snap, _) = rig_with_rules("round-robin", 4, 100_000);
     core.begin_batch(&snap);
     let q = build_query(7, "host12345.blocked.example", 1);
-    let client = Client {
-        ip: "198.51.100.7".parse().unwrap(),
-        port: 33333,
-        mac: [0; 6],
-    };
+    let client = bench_client();
     let mut buf = [0u8; 512];
     g.bench_function("100000_answered_by_rule", |b| {
         b.iter(|| {

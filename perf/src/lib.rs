@@ -2,7 +2,7 @@
 //! table, and the query/answer messages a round trip needs.
 
 use dnsrail_engine::config::Config;
-use dnsrail_engine::core::{Core, PortPlan};
+use dnsrail_engine::core::{AnswerOutcome, Client, Core, PortPlan, QueryOutcome};
 use dnsrail_engine::frame::FrameEnv;
 use dnsrail_engine::inflight::InflightTable;
 use dnsrail_engine::snapshot::{Overrides, Registry, Snapshot};
@@ -73,4 +73,42 @@ pub fn rig_with_rules(policy: &str, backends: usize, rules: usize) -> (Core, Sna
         vec![40000, 40001],
     );
     (core, snap, env)
+}
+
+/// The client every bench query comes from.
+pub fn bench_client() -> Client {
+    Client {
+        ip: "198.51.100.7".parse().unwrap(),
+        port: 33333,
+        mac: [0; 6],
+    }
+}
+
+/// 1 024 distinct A queries, `www{i}.example.com`.
+pub fn bench_queries() -> Vec<Vec<u8>> {
+    (0..1024)
+        .map(|i| dnsrail_engine::wire::dns::build_query(7, &format!("www{i}.example.com"), 1))
+        .collect()
+}
+
+/// One query through the core and the backend's answer back (QR set), on
+/// bare DNS messages: what one forwarded query costs the socket data plane.
+#[inline]
+pub fn dgram_roundtrip(
+    core: &mut Core,
+    snap: &Snapshot,
+    q: &[u8],
+    client: &Client,
+    buf: &mut [u8],
+) {
+    let n = q.len();
+    buf[..n].copy_from_slice(q);
+    let QueryOutcome::Forward { backend, port, .. } =
+        core.query(snap, 0, buf, n, client, 1000, |_| Ok(()))
+    else {
+        panic!("query not forwarded")
+    };
+    buf[2] |= 0x80;
+    let out = core.answer(&mut buf[..n], port, 2000, |b| b == backend);
+    assert!(matches!(out, AnswerOutcome::ToClient { .. }));
 }

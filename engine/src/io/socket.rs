@@ -15,7 +15,7 @@ use std::sync::Arc;
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, warn};
 
-use super::sys::{Epoll, Out, RecvBatch, SendBatch};
+use super::sys::{grow_buffers, Epoll, Out, RecvBatch, SendBatch};
 use crate::core::{AnswerOutcome, Client, Core, QueryOutcome};
 use crate::engine::Shared;
 use crate::snapshot::{BackendId, Snapshot, MAX_BACKENDS, MAX_FRONTENDS};
@@ -40,41 +40,15 @@ pub fn bind_frontend(addr: SocketAddr) -> io::Result<Socket> {
         s.set_only_v6(true)?;
     }
     s.set_nonblocking(true)?;
-    grow_buffers(&s);
+    grow_buffers(s.as_raw_fd(), SOCK_BUF);
     s.bind(&addr.into())?;
     Ok(s)
-}
-
-fn grow_buffers(s: &Socket) {
-    // As root the FORCE variants pass rmem_max; otherwise take what we get.
-    let fd = s.as_raw_fd();
-    for (force, plain) in [
-        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
-        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
-    ] {
-        let v = SOCK_BUF as libc::c_int;
-        let set = |opt| {
-            // SAFETY: setsockopt with a valid int option value.
-            unsafe {
-                libc::setsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    opt,
-                    &v as *const _ as *const libc::c_void,
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            }
-        };
-        if set(force) != 0 {
-            set(plain);
-        }
-    }
 }
 
 fn connect_backend(addr: SocketAddr) -> io::Result<Socket> {
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     s.set_nonblocking(true)?;
-    grow_buffers(&s);
+    grow_buffers(s.as_raw_fd(), SOCK_BUF);
     let any: SocketAddr = match addr.ip() {
         IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),

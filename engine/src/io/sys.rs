@@ -279,3 +279,30 @@ impl SendBatch {
         }
     }
 }
+
+/// Asks for `bytes` of receive and send buffer. As root (CAP_NET_ADMIN) the
+/// FORCE variants pass `net.core.rmem_max`, so bursts queue instead of being
+/// dropped by the kernel; otherwise take what the limit allows.
+pub fn grow_buffers(fd: RawFd, bytes: usize) {
+    let v = bytes.min(i32::MAX as usize) as libc::c_int;
+    for (force, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        let set = |opt| {
+            // SAFETY: setsockopt with a valid int option value.
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    opt,
+                    &v as *const _ as *const libc::c_void,
+                    size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            }
+        };
+        if set(force) != 0 {
+            set(plain);
+        }
+    }
+}
