@@ -362,8 +362,8 @@ impl Core {
     pub fn sweep(&mut self, snap: &Snapshot, now_ns: u64) -> usize {
         let stats = &self.stats;
         let mut waiting = 0;
-        for cur in self.cursors.iter() {
-            waiting += self.table.sweep(cur.port, now_ns, snap.timeout_ns, |p| {
+        for cur in self.cursors.iter_mut() {
+            waiting += self.table.sweep(cur, now_ns, snap.timeout_ns, |p| {
                 stats.backends[usize::from(p.backend)].timeouts.inc();
             });
         }

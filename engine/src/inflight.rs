@@ -181,11 +181,19 @@ pub struct InflightTable {
 pub struct PortCursor {
     pub port: u32,
     ctr: u32,
+    /// `ctr` at the last sweep, and how many queries it left waiting: a port
+    /// with no allocation since and nothing waiting needs no scan (an idle
+    /// balancer then touches none of its 4 MiB slabs).
+    swept_ctr: u32,
+    waiting: usize,
 }
 
 impl PortCursor {
     pub fn new(port: u32) -> Self {
-        PortCursor { port, ctr: 0 }
+        PortCursor {
+            port,
+            ..PortCursor::default()
+        }
     }
 }
 
@@ -360,10 +368,25 @@ impl InflightTable {
         }
     }
 
-    /// Times out the port's queries older than `timeout_ns`; `on_timeout` sees
-    /// each one (to count it against its backend). Owner only; returns how
-    /// many slots are still waiting.
+    /// Times out the cursor's port's queries older than `timeout_ns`;
+    /// `on_timeout` sees each one (to count it against its backend). Owner
+    /// only; returns how many slots are still waiting.
     pub fn sweep(
+        &self,
+        cur: &mut PortCursor,
+        now_ns: u64,
+        timeout_ns: u64,
+        on_timeout: impl FnMut(&Pending),
+    ) -> usize {
+        if cur.ctr == cur.swept_ctr && cur.waiting == 0 {
+            return 0;
+        }
+        cur.swept_ctr = cur.ctr;
+        cur.waiting = self.scan(cur.port, now_ns, timeout_ns, on_timeout);
+        cur.waiting
+    }
+
+    fn scan(
         &self,
         port: u32,
         now_ns: u64,
@@ -485,13 +508,34 @@ mod tests {
         let old = t.alloc(&mut c, &pending(1, 5, 100)).0.unwrap();
         let young = t.alloc(&mut c, &pending(2, 6, 900)).0.unwrap();
         let mut timed_out = vec![];
-        let waiting = t.sweep(0, 1000, 500, |p| timed_out.push(p.backend));
+        let waiting = t.sweep(&mut c, 1000, 500, |p| timed_out.push(p.backend));
         assert_eq!(timed_out, vec![1]);
         assert_eq!(waiting, 1);
         assert_eq!(t.outstanding(0, 1), 0);
         assert_eq!(t.complete(0, old, 5, |b| b == 1), Err(Reject::Late));
         assert_eq!(t.complete(0, old, 9, |b| b == 1), Err(Reject::UnknownId));
-        assert!(t.complete(0, young, 6, |b| b == 2).is_ok());
+        // The young one still waits: the next sweep looks again and times it out.
+        assert_eq!(t.sweep(&mut c, 2000, 500, |p| timed_out.push(p.backend)), 0);
+        assert_eq!(timed_out, vec![1, 2]);
+        assert_eq!(t.complete(0, young, 6, |b| b == 2), Err(Reject::Late));
+    }
+
+    #[test]
+    fn idle_ports_are_not_scanned_but_new_queries_are_seen() {
+        let t = InflightTable::new(1, 1);
+        t.ensure_port(0);
+        let mut c = PortCursor::new(0);
+        t.alloc(&mut c, &pending(1, 1, 0)).0.unwrap();
+        let mut n = 0;
+        assert_eq!(t.sweep(&mut c, 10, 100, |_| n += 1), 1);
+        assert_eq!(t.sweep(&mut c, 200, 100, |_| n += 1), 0);
+        assert_eq!(n, 1);
+        // Nothing waiting, nothing new: skipped (a timeout it could find
+        // would need an allocation first).
+        assert_eq!(t.sweep(&mut c, 10_000, 100, |_| n += 1), 0);
+        t.alloc(&mut c, &pending(1, 1, 10_000)).0.unwrap();
+        assert_eq!(t.sweep(&mut c, 20_000, 100, |_| n += 1), 0);
+        assert_eq!(n, 2);
     }
 
     #[test]
@@ -562,7 +606,7 @@ mod tests {
             }));
         }
         let mut swept = 0;
-        t.sweep(0, 10, 1, |_| swept += 1);
+        t.sweep(&mut c, 10, 1, |_| swept += 1);
         let done: usize = hands.into_iter().map(|h| h.join().unwrap()).sum();
         // Each query ended exactly once: answered or timed out.
         assert_eq!(done + swept, 20_000);
