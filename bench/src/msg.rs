@@ -31,19 +31,9 @@ impl Default for AnswerSpec {
 
 /// The dotted, lower-case form of a wire name.
 pub fn dotted(wire: &[u8]) -> String {
-    let mut out = String::new();
-    let mut i = 0;
-    while i < wire.len() && wire[i] != 0 {
-        let l = usize::from(wire[i]);
-        if !out.is_empty() {
-            out.push('.');
-        }
-        for &b in &wire[i + 1..(i + 1 + l).min(wire.len())] {
-            out.push(b.to_ascii_lowercase() as char);
-        }
-        i += 1 + l;
-    }
-    out
+    let mut out = Vec::with_capacity(wire.len());
+    dns::push_dotted(wire, &mut out);
+    String::from_utf8_lossy(&out).to_ascii_lowercase()
 }
 
 fn under(name: &str, suffix: &str) -> bool {

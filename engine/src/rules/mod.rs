@@ -77,8 +77,9 @@ pub struct Query<'a> {
 
 /// Per-worker scratch space, so matching allocates nothing.
 pub struct Scratch {
-    /// The query name in lower case, for the name indexes.
+    /// The query name in lower case, made once per query for every selector.
     lower: [u8; 256],
+    lower_len: usize,
     /// The query name, dotted, for the regexes (which ignore case).
     dotted: Vec<u8>,
     patterns: Option<PatternSet>,
@@ -93,6 +94,7 @@ impl Scratch {
     pub fn new() -> Scratch {
         Scratch {
             lower: [0; 256],
+            lower_len: 0,
             dotted: Vec::with_capacity(256),
             patterns: None,
             regex_done: false,
@@ -118,9 +120,6 @@ pub struct RuleSet {
     /// looks up its suffixes of those depths.
     suffix_depths: u128,
     regex: Option<meta::Regex>,
-    /// The same patterns with leftmost-first semantics: only asks "does any
-    /// pattern match", which the meta engine answers with its fastest DFA.
-    regex_any: Option<meta::Regex>,
     /// Rules indexed by a regex: pattern id -> rule.
     regex_rules: Vec<Option<u32>>,
     /// Some rule is indexed by a regex: every query runs the automaton.
@@ -196,6 +195,20 @@ fn type_number(t: &TypeName, class: bool) -> Option<u16> {
     }
 }
 
+/// Converts every value of a selector, or names the first bad one.
+fn each<T: std::fmt::Debug, U, C: FromIterator<U>>(
+    values: &config::OneOrMany<T>,
+    key: &str,
+    field: &str,
+    what: &str,
+    f: impl Fn(&T) -> Option<U>,
+) -> Result<C, (String, String)> {
+    values
+        .iter()
+        .map(|v| f(v).ok_or_else(|| (format!("{key}.{field}"), format!("{v:?} {what}"))))
+        .collect()
+}
+
 struct Builder {
     patterns: Vec<String>,
 }
@@ -204,26 +217,17 @@ impl Builder {
     fn cond(&mut self, m: &MatchConfig, key: &str) -> Result<Cond, (String, String)> {
         let mut parts = Vec::new();
         if let Some(names) = &m.name {
-            let mut set = HashSet::with_hasher(RandomState::new());
-            for n in names.iter() {
-                set.insert(
-                    wire_name(n)
-                        .ok_or((format!("{key}.name"), format!("`{n}` is not a domain name")))?,
-                );
-            }
-            parts.push(Cond::Names(set));
+            let v: Vec<_> = each(names, key, "name", "is not a domain name", |n| wire_name(n))?;
+            parts.push(Cond::Names(v.into_iter().collect()));
         }
         if let Some(s) = &m.suffix {
-            let v = s
-                .iter()
-                .map(|n| {
-                    wire_name(n).ok_or((
-                        format!("{key}.suffix"),
-                        format!("`{n}` is not a domain name"),
-                    ))
-                })
-                .collect::<Result<_, _>>()?;
-            parts.push(Cond::Suffixes(v));
+            parts.push(Cond::Suffixes(each(
+                s,
+                key,
+                "suffix",
+                "is not a domain name",
+                |n| wire_name(n),
+            )?));
         }
         if let Some(r) = &m.regex {
             let mut ids = Vec::new();
@@ -236,36 +240,31 @@ impl Builder {
             parts.push(Cond::Regex(ids.into()));
         }
         if let Some(t) = &m.qtype {
-            let v = t
-                .iter()
-                .map(|t| {
-                    type_number(t, false)
-                        .ok_or((format!("{key}.qtype"), format!("unknown type {t:?}")))
-                })
-                .collect::<Result<_, _>>()?;
-            parts.push(Cond::QType(v));
+            parts.push(Cond::QType(each(
+                t,
+                key,
+                "qtype",
+                "is not a known type",
+                |t| type_number(t, false),
+            )?));
         }
         if let Some(t) = &m.qclass {
-            let v = t
-                .iter()
-                .map(|t| {
-                    type_number(t, true)
-                        .ok_or((format!("{key}.qclass"), format!("unknown class {t:?}")))
-                })
-                .collect::<Result<_, _>>()?;
-            parts.push(Cond::QClass(v));
+            parts.push(Cond::QClass(each(
+                t,
+                key,
+                "qclass",
+                "is not a known class",
+                |t| type_number(t, true),
+            )?));
         }
         if let Some(s) = &m.source {
-            let v = s
-                .iter()
-                .map(|p| {
-                    Prefix::parse(p).ok_or((
-                        format!("{key}.source"),
-                        format!("`{p}` is not an address or prefix"),
-                    ))
-                })
-                .collect::<Result<_, _>>()?;
-            parts.push(Cond::Source(v));
+            parts.push(Cond::Source(each(
+                s,
+                key,
+                "source",
+                "is not an address or prefix",
+                |p| Prefix::parse(p),
+            )?));
         }
         if let Some(n) = &m.not {
             parts.push(Cond::Not(Box::new(self.cond(n, &format!("{key}.not"))?)));
@@ -392,7 +391,6 @@ impl RuleSet {
             suffix: HashMap::with_hasher(RandomState::new()),
             suffix_depths: 0,
             regex: None,
-            regex_any: None,
             regex_rules: Vec::new(),
             regex_indexed: false,
             qtype: HashMap::with_hasher(RandomState::new()),
@@ -478,17 +476,6 @@ impl RuleSet {
                 set.regex_rules[p as usize] = Some(r);
             }
             set.regex = Some(re);
-            set.regex_any = Some(
-                meta::Regex::builder()
-                    .syntax(syntax_config())
-                    .configure(meta_config().match_kind(MatchKind::LeftmostFirst))
-                    .build_many(&b.patterns)
-                    .map_err(|e| RuleError {
-                        index: 0,
-                        key: "rule".into(),
-                        message: format!("the combined regex set does not compile: {e}"),
-                    })?,
-            );
         }
         for k in set.suffix.keys() {
             set.suffix_depths |= 1u128 << labels(k).min(127);
@@ -528,12 +515,12 @@ impl RuleSet {
         }
         s.regex_done = false;
         s.cands.clear();
-        let name = q.name;
+        let n = q.name.len().min(256);
+        for (d, &c) in s.lower.iter_mut().zip(&q.name[..n]) {
+            *d = c.to_ascii_lowercase();
+        }
+        s.lower_len = n;
         if !self.exact.is_empty() || !self.suffix.is_empty() {
-            let n = name.len().min(256);
-            for (d, &c) in s.lower.iter_mut().zip(&name[..n]) {
-                *d = c.to_ascii_lowercase();
-            }
             let low = &s.lower[..n];
             if let Some(v) = self.exact.get(low) {
                 s.cands.extend_from_slice(v);
@@ -562,7 +549,7 @@ impl RuleSet {
         }
         self.sources.lookup(q.source, &mut s.cands);
         if self.regex_indexed {
-            self.run_regex(name, s);
+            self.run_regex(s);
         }
         if self.regex_indexed && s.regex_hit {
             let set = s.patterns.as_ref().unwrap();
@@ -587,7 +574,7 @@ impl RuleSet {
         None
     }
 
-    fn run_regex(&self, name: &[u8], s: &mut Scratch) {
+    fn run_regex(&self, s: &mut Scratch) {
         if s.regex_done {
             return;
         }
@@ -595,27 +582,14 @@ impl RuleSet {
         s.regex_hit = false;
         let Some(re) = &self.regex else { return };
         s.dotted.clear();
-        let mut pos = 0;
-        while pos < name.len() && name[pos] != 0 {
-            let l = usize::from(name[pos]);
-            if !s.dotted.is_empty() {
-                s.dotted.push(b'.');
-            }
-            s.dotted
-                .extend_from_slice(&name[pos + 1..(pos + 1 + l).min(name.len())]);
-            pos += 1 + l;
-        }
-        // Most names match no regex: a leftmost-first is_match answers that
-        // from the meta engine's fastest path (often a literal prefilter);
-        // only a hit pays for the overlapping search that names every
-        // matching pattern (and for clearing and reading the pattern set,
-        // which cost its whole capacity).
+        crate::wire::dns::push_dotted(&s.lower[..s.lower_len], &mut s.dotted);
+        // Most names match no regex: is_match answers that from the meta
+        // engine's fastest path (often a literal prefilter); only a hit pays
+        // for the overlapping search that names every matching pattern (and
+        // for clearing and reading the pattern set, which cost its whole
+        // capacity).
         let input = Input::new(&s.dotted[..]);
-        if !self
-            .regex_any
-            .as_ref()
-            .is_some_and(|a| a.is_match(input.clone()))
-        {
+        if !re.is_match(input.clone()) {
             return;
         }
         let ps = s
@@ -632,18 +606,12 @@ impl RuleSet {
     fn holds(&self, c: &Cond, q: &Query<'_>, s: &mut Scratch) -> bool {
         match c {
             Cond::True => true,
-            Cond::Names(set) => {
-                // Lower-case on the stack: no allocation per query.
-                let mut low = [0u8; 256];
-                let n = q.name.len().min(256);
-                for (d, c) in low.iter_mut().zip(&q.name[..n]) {
-                    *d = c.to_ascii_lowercase();
-                }
-                set.contains(&low[..n])
-            }
-            Cond::Suffixes(list) => list.iter().any(|suf| is_suffix(q.name, suf)),
+            Cond::Names(set) => set.contains(&s.lower[..s.lower_len]),
+            Cond::Suffixes(list) => list
+                .iter()
+                .any(|suf| is_suffix(&s.lower[..s.lower_len], suf)),
             Cond::Regex(ids) => {
-                self.run_regex(q.name, s);
+                self.run_regex(s);
                 if !s.regex_hit {
                     return false;
                 }
@@ -671,12 +639,12 @@ fn labels(name: &[u8]) -> u32 {
     n
 }
 
-/// Whether wire name `name` equals `suffix` or lies below it, on a label
-/// boundary.
+/// Whether lower-case wire name `name` equals `suffix` or lies below it, on
+/// a label boundary.
 fn is_suffix(name: &[u8], suffix: &[u8]) -> bool {
     let mut pos = 0;
     while pos < name.len() {
-        if name[pos..].eq_ignore_ascii_case(suffix) {
+        if &name[pos..] == suffix {
             return true;
         }
         pos += 1 + usize::from(name[pos]);

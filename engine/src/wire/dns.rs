@@ -232,6 +232,20 @@ pub fn clamp_edns(msg: &mut [u8], q: &Question, max: u16) -> Delta {
     d
 }
 
+/// Appends the dotted form of a wire name, without the final dot (the root
+/// appends nothing). Stops at the root label or the end of `wire`.
+pub fn push_dotted(wire: &[u8], out: &mut Vec<u8>) {
+    let mut pos = 0;
+    while pos < wire.len() && wire[pos] != 0 {
+        let end = (pos + 1 + usize::from(wire[pos])).min(wire.len());
+        if pos > 0 {
+            out.push(b'.');
+        }
+        out.extend_from_slice(&wire[pos + 1..end]);
+        pos = end;
+    }
+}
+
 /// Test helper: a query for `name` (dotted) and `qtype`, class IN, RD set.
 pub fn build_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
     let mut m = Vec::with_capacity(64);
@@ -320,6 +334,18 @@ mod tests {
         assert_eq!(parse_question(&m).err(), Some(WireError::BadLabel));
         m[16] = 0x80;
         assert_eq!(parse_question(&m).err(), Some(WireError::BadLabel));
+    }
+
+    #[test]
+    fn dotted_names() {
+        let mut out = Vec::new();
+        push_dotted(&Q[12..29], &mut out);
+        assert_eq!(out, b"www.example.com");
+        out.clear();
+        push_dotted(&[0], &mut out);
+        assert!(out.is_empty());
+        push_dotted(&[5, b'a', b'b'], &mut out); // truncated: what is there
+        assert_eq!(out, b"ab");
     }
 
     #[test]
