@@ -52,7 +52,6 @@ pub struct Engine {
     table: Arc<InflightTable>,
     threads: Vec<JoinHandle<()>>,
     control: Mutex<Control>,
-    io: IoMode,
 }
 
 /// Frontends configured with port 0 take the port the first bind got, so
@@ -69,18 +68,15 @@ impl Engine {
     /// Starts the workers of a validated configuration. Sockets are bound
     /// before this returns, so a busy address is an error here, not a log line.
     pub fn start(mut cfg: Config) -> anyhow::Result<Engine> {
-        let io = match cfg.engine.io {
-            IoMode::Socket => IoMode::Socket,
+        match cfg.engine.io {
+            IoMode::Socket => {}
             IoMode::Auto => {
-                info!("io = auto: using the socket data plane (this build has no AF_XDP data plane yet)");
-                IoMode::Socket
+                info!("io = auto: using the socket data plane (this build has no AF_XDP data plane yet)")
             }
             IoMode::Xdp => bail!("io = \"xdp\": this build has no AF_XDP data plane yet; use io = \"socket\" or \"auto\""),
         };
-        let workers = match cfg.engine.workers {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        };
+        // The same count the rule set's hit counters were sized for.
+        let workers = cfg.worker_count();
         let per_backend = cfg.engine.ports_per_backend;
         let table = Arc::new(InflightTable::new(
             workers,
@@ -180,18 +176,14 @@ impl Engine {
                 generation: 1,
                 resolved,
             }),
-            io,
         })
-    }
-
-    pub fn io(&self) -> IoMode {
-        self.io
     }
 
     /// Swaps in a new, validated configuration. Workers pick it up at their
     /// next batch; queries in flight complete against their stable ids.
-    /// Engine-level settings (workers, io, ports) need a restart.
-    pub fn reload(&self, mut cfg: Config) -> anyhow::Result<()> {
+    /// Engine-level settings (workers, io, ports) need a restart. Cannot
+    /// fail: a `Config` is validated and its rules compiled when parsed.
+    pub fn reload(&self, mut cfg: Config) {
         let mut c = self.control.lock().unwrap();
         let (old, new) = (&c.config.engine, &cfg.engine);
         if old.workers != new.workers
@@ -209,7 +201,6 @@ impl Engine {
         apply_resolved(&mut cfg, &resolved);
         c.config = cfg;
         self.publish(&mut c);
-        Ok(())
     }
 
     /// Changes health/drain/weight overrides (the control process).
@@ -246,10 +237,6 @@ impl Engine {
         self.snapshot().live_frontends().map(|f| f.listen).collect()
     }
 
-    pub fn worker_stats(&self) -> &[Arc<WorkerStats>] {
-        &self.stats
-    }
-
     pub fn totals(&self) -> Totals {
         Totals::of(&self.stats)
     }
@@ -262,13 +249,8 @@ impl Engine {
             .sum()
     }
 
-    /// Stops the workers and waits for them.
-    pub fn stop(mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
+    /// Stops the workers and waits for them (as dropping the engine does).
+    pub fn stop(self) {}
 }
 
 impl Drop for Engine {

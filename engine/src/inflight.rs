@@ -233,10 +233,6 @@ impl InflightTable {
         }
     }
 
-    pub fn has_port(&self, port: u32) -> bool {
-        self.slab(port).is_some()
-    }
-
     #[inline]
     fn slab(&self, port: u32) -> Option<&PortSlab> {
         self.ports.get(port as usize).and_then(|c| c.get())

@@ -72,10 +72,10 @@ fn main() {
         if reload.swap(false, Ordering::Relaxed) {
             // A bad file keeps the running configuration.
             match Config::load(&args.config) {
-                Ok(c) => match engine.reload(c) {
-                    Ok(()) => info!(file = %args.config.display(), "reloaded"),
-                    Err(e) => error!("reload refused: {e:#}"),
-                },
+                Ok(c) => {
+                    engine.reload(c);
+                    info!(file = %args.config.display(), "reloaded");
+                }
                 Err(e) => error!("reload refused, keeping the running configuration: {e}"),
             }
         }

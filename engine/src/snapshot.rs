@@ -235,10 +235,6 @@ impl Snapshot {
     pub fn frontend_by_addr(&self, addr: SocketAddr) -> Option<&Frontend> {
         self.live_frontends().find(|f| f.listen == addr)
     }
-
-    pub fn backend_by_name(&self, name: &str) -> Option<&Backend> {
-        self.live_backends().find(|b| b.name == name)
-    }
 }
 
 #[cfg(test)]

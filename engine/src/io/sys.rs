@@ -131,10 +131,6 @@ impl RecvBatch {
         }
     }
 
-    pub fn capacity(&self) -> usize {
-        self.hdrs.len()
-    }
-
     /// Receives up to a batch without blocking. Ok(0): nothing waiting.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         let n = self.hdrs.len();
