@@ -685,3 +685,25 @@ fn refused_by_rule_and_edns_clamped_on_forward() {
         assert_eq!(s.payload[opt + 5..], q[opt + 5..], "rest of OPT untouched");
     }
 }
+
+#[test]
+fn edns_clamp_off_leaves_queries_alone() {
+    let mut r = rig_with(
+        cfg("[engine]\nedns_max_payload = 0\n"),
+        Overrides::default(),
+    );
+    let mut q = build_query(9, "x.example", qtype::A);
+    q[11] = 1;
+    q.extend_from_slice(&[0, 0, 41, 0x10, 0x00, 0, 0, 0x80, 0, 0, 0]);
+    let mut f = frame(
+        "198.51.100.7:1000".parse().unwrap(),
+        VIP4.parse().unwrap(),
+        CLIENT_MAC,
+        LOCAL_MAC,
+        &q,
+    );
+    let FrameVerdict::Tx { len } = qf(&mut r, &mut f, 0) else {
+        panic!()
+    };
+    assert_eq!(seen(&f[..len]).payload[2..], q[2..], "only the ID changed");
+}
