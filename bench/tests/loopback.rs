@@ -8,23 +8,10 @@ use dnsrail_bench::backend::{Backend, BackendSpec};
 use dnsrail_bench::load::{run, LoadSpec};
 use dnsrail_bench::msg::AnswerSpec;
 use dnsrail_engine::wire::dns::{build_query, qtype};
-use std::net::{SocketAddr, UdpSocket};
-use std::process::Command;
+use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-fn dig(server: SocketAddr, args: &[&str]) -> String {
-    let out = Command::new("dig")
-        .arg(format!("@{}", server.ip()))
-        .arg("-p")
-        .arg(server.port().to_string())
-        .args(["+tries=1", "+time=2"])
-        .args(args)
-        .output()
-        .expect("dig is installed by scripts/setup.sh");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[test]
 fn dig_through_the_vip_ipv4_and_ipv6() {
@@ -61,14 +48,7 @@ fn dig_through_the_vip_ipv4_and_ipv6() {
 
 #[test]
 fn answers_are_byte_identical_to_the_backends_with_the_client_id() {
-    let b1 = backend("127.0.0.1:0");
-    let b2 = backend("127.0.0.1:0");
-    let e = engine(config(
-        "workers = 2",
-        &["127.0.0.1:0"],
-        &[("r1", b1.addr), ("r2", b2.addr)],
-        "",
-    ));
+    let (b1, b2, e) = pair();
     let vip = e.frontend_addrs()[0];
     let c = UdpSocket::bind("127.0.0.1:0").unwrap();
     c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
@@ -98,14 +78,7 @@ fn answers_are_byte_identical_to_the_backends_with_the_client_id() {
 
 #[test]
 fn twenty_thousand_queries_none_lost() {
-    let b1 = backend("127.0.0.1:0");
-    let b2 = backend("127.0.0.1:0");
-    let e = engine(config(
-        "workers = 2",
-        &["127.0.0.1:0"],
-        &[("r1", b1.addr), ("r2", b2.addr)],
-        "",
-    ));
+    let (b1, b2, e) = pair();
     let mut spec = LoadSpec::new(e.frontend_addrs()[0], 20_000);
     spec.max_outstanding = 500;
     let r = run(&spec).unwrap();

@@ -6,20 +6,8 @@ mod common;
 use common::*;
 use dnsrail_engine::stats::DropReason;
 use dnsrail_engine::wire::dns::build_query;
-use std::net::{SocketAddr, UdpSocket};
-use std::process::Command;
+use std::net::UdpSocket;
 use std::time::Duration;
-
-fn dig_from(src: &str, server: SocketAddr, args: &[&str]) -> String {
-    let out = Command::new("dig")
-        .args(["-b", src])
-        .arg(format!("@{}", server.ip()))
-        .args(["-p", &server.port().to_string(), "+tries=1", "+time=2"])
-        .args(args)
-        .output()
-        .expect("dig is installed by scripts/setup.sh");
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
 
 const RULES: &str = r#"
 [[rule]]
