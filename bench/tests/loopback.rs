@@ -7,7 +7,7 @@ use common::*;
 use dnsrail_bench::backend::{Backend, BackendSpec};
 use dnsrail_bench::load::{run, LoadSpec};
 use dnsrail_bench::msg::AnswerSpec;
-use dnsrail_engine::wire::dns::{build_query, qtype};
+use dnsrail_engine::wire::dns::{add_opt, build_query, qtype};
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -63,8 +63,7 @@ fn answers_are_byte_identical_to_the_backends_with_the_client_id() {
         };
         let mut q = build_query(i.wrapping_mul(4099), &name, t);
         if i % 2 == 0 {
-            q[11] = 1; // with an OPT record
-            q.extend_from_slice(&[0, 0, 41, 16, 0, 0, 0, 0x80, 0, 0, 0]);
+            add_opt(&mut q, 4096);
         }
         c.send_to(&q, b1.addr).unwrap();
         let (n1, _) = c.recv_from(&mut a).unwrap();

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use dnsrail_engine::stats::DropReason;
-use dnsrail_engine::wire::dns::build_query;
+use dnsrail_engine::wire::dns::{add_opt, build_query};
 use std::net::UdpSocket;
 use std::time::Duration;
 
@@ -138,8 +138,7 @@ fn edns_payload_is_clamped_toward_backends() {
     ));
     let c = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut q = build_query(1, "big.example", 1);
-    q[11] = 1;
-    q.extend_from_slice(&[0, 0, 41, 0x10, 0x00, 0, 0, 0x80, 0, 0, 0]);
+    add_opt(&mut q, 4096);
     c.send_to(&q, e.frontend_addrs()[0]).unwrap();
     let mut buf = [0u8; 512];
     let (n, _) = fake.recv_from(&mut buf).unwrap();

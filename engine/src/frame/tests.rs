@@ -7,7 +7,7 @@ use crate::core::PortPlan;
 use crate::inflight::InflightTable;
 use crate::snapshot::{Overrides, Registry};
 use crate::stats::WorkerStats;
-use crate::wire::dns::{build_query, qtype};
+use crate::wire::dns::{add_opt, build_query, qtype};
 use etherparse::{NetHeaders, PacketBuilder, PacketHeaders, TransportHeader};
 use proptest::prelude::*;
 use std::sync::Arc;
@@ -469,8 +469,7 @@ fn all_down_servfail_is_a_valid_reply_frame() {
     let client: SocketAddr = "198.51.100.7:1000".parse().unwrap();
     let mut q = build_query(0x4242, "down.example", qtype::A);
     // An OPT record that the local reply drops.
-    q[11] = 1;
-    q.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 0]);
+    add_opt(&mut q, 1232);
     let mut f = frame(client, VIP4.parse().unwrap(), CLIENT_MAC, LOCAL_MAC, &q);
     let FrameVerdict::Tx { len } = qf(&mut r, &mut f, 0) else {
         panic!()
@@ -663,8 +662,7 @@ fn refused_by_rule_and_edns_clamped_on_forward() {
     // offsets: the checksum delta must handle both (seen() checks it).
     for name in ["x.example", "xy.example"] {
         let mut q = build_query(9, name, qtype::A);
-        q[11] = 1;
-        q.extend_from_slice(&[0, 0, 41, 0x10, 0x00, 0, 0, 0x80, 0, 0, 0]);
+        add_opt(&mut q, 4096);
         let mut f = frame(
             "198.51.100.7:1000".parse().unwrap(),
             VIP4.parse().unwrap(),
@@ -693,8 +691,7 @@ fn edns_clamp_off_leaves_queries_alone() {
         Overrides::default(),
     );
     let mut q = build_query(9, "x.example", qtype::A);
-    q[11] = 1;
-    q.extend_from_slice(&[0, 0, 41, 0x10, 0x00, 0, 0, 0x80, 0, 0, 0]);
+    add_opt(&mut q, 4096);
     let mut f = frame(
         "198.51.100.7:1000".parse().unwrap(),
         VIP4.parse().unwrap(),

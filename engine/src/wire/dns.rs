@@ -265,6 +265,15 @@ pub fn build_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
     m
 }
 
+/// Test helper: appends an OPT record advertising `payload` bytes with the
+/// DO bit set, and counts it in ARCOUNT (which must be 0 before).
+pub fn add_opt(msg: &mut Vec<u8>, payload: u16) {
+    msg[11] += 1;
+    msg.extend_from_slice(&[0, 0, 41]);
+    msg.extend_from_slice(&payload.to_be_bytes());
+    msg.extend_from_slice(&[0, 0, 0x80, 0, 0, 0]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,8 +360,7 @@ mod tests {
     #[test]
     fn edns_clamp() {
         let mut m = Q.to_vec();
-        m[11] = 1;
-        m.extend_from_slice(&[0, 0, 41, 0x10, 0x00, 0, 0, 0x80, 0, 0, 0]);
+        add_opt(&mut m, 4096);
         let q = parse_question(&m).unwrap();
         let d = clamp_edns(&mut m, &q, 1232);
         assert!(!d.is_zero());
