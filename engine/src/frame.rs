@@ -197,10 +197,14 @@ impl Core {
                 delta,
             } => {
                 let be = snap.backend(backend).expect("picked from this snapshot");
-                let src = SocketAddr::new(
-                    env.src_for(be.addr.ip()).expect("checked"),
-                    env.port_numbers[port as usize],
-                );
+                let Some(&sport) = env.port_numbers.get(port as usize) else {
+                    // An environment with fewer ports than the table: a wiring
+                    // bug, but one that costs a query, not the worker.
+                    let id = u16::from_be_bytes([frame[p.payload_off], frame[p.payload_off + 1]]);
+                    self.table().cancel(port, id);
+                    return self.frame_drop(DropReason::NotOurs);
+                };
+                let src = SocketAddr::new(env.src_for(be.addr.ip()).expect("checked"), sport);
                 let macs = (local_mac, be.mac.expect("checked"));
                 rewrite(frame, &p, macs, src, be.addr, delta);
                 FrameVerdict::Tx {

@@ -704,3 +704,30 @@ fn edns_clamp_off_leaves_queries_alone() {
     };
     assert_eq!(seen(&f[..len]).payload[2..], q[2..], "only the ID changed");
 }
+
+#[test]
+fn an_environment_short_of_ports_drops_instead_of_panicking() {
+    let mut r = rig();
+    r.env = FrameEnv::new(LOCAL_MAC, Some(SRC4), None, vec![40000]);
+    let q = build_query(1, "x.example", qtype::A);
+    let mut seen_drop = false;
+    // The core rotates over both table ports; the second has no UDP port.
+    for _ in 0..4 {
+        let mut f = frame(
+            "198.51.100.7:1000".parse().unwrap(),
+            VIP4.parse().unwrap(),
+            CLIENT_MAC,
+            LOCAL_MAC,
+            &q,
+        );
+        if qf(&mut r, &mut f, 0) == FrameVerdict::Drop(DropReason::NotOurs) {
+            seen_drop = true;
+        }
+    }
+    assert!(seen_drop);
+    assert_eq!(
+        r.core.table().outstanding(0, 0),
+        2,
+        "the dropped ones hold no slot"
+    );
+}
