@@ -6,7 +6,13 @@ set -euo pipefail
 # dnsutils: dig, the real DNS client of the integration tests and the demo.
 # iproute2: ip, for the network-namespace topologies.
 # pkg-config, gcc: crates that build C.
-PKGS=(dnsutils iproute2 pkg-config gcc libc6-dev)
+# clang, llvm, libbpf-dev: the XDP program (engine/bpf, clang -target bpf).
+# m4, libelf-dev, zlib1g-dev: libxdp/libbpf built from C by xsk-rs (use_cc_build).
+# knot-dnsutils (kdig, kxdpgun), dnsperf: clients of the tests and benchmarks.
+# iputils-ping, netcat-openbsd: the kernel-path checks of the AF_XDP tests.
+# ethtool: the test topology turns checksum offload off on its veths.
+PKGS=(dnsutils iproute2 pkg-config gcc libc6-dev clang llvm libbpf-dev m4 libelf-dev zlib1g-dev
+      knot-dnsutils dnsperf iputils-ping netcat-openbsd ethtool)
 
 missing=()
 for p in "${PKGS[@]}"; do

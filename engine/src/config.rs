@@ -61,6 +61,28 @@ pub enum IoMode {
     Xdp,
 }
 
+/// How AF_XDP sockets bind: zero-copy needs driver support (veth refuses
+/// it); `auto` tries zero-copy, then copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpBind {
+    #[default]
+    Auto,
+    Zerocopy,
+    Copy,
+}
+
+/// How the XDP program attaches: `native` runs in the driver, `generic`
+/// after the kernel built an skb (slower, works everywhere).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpAttach {
+    #[default]
+    Auto,
+    Native,
+    Generic,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum PollMode {
@@ -83,6 +105,13 @@ pub struct EngineConfig {
     /// Socket data plane: connected UDP sockets per backend per worker. Each
     /// holds 65 536 queries in flight (one per DNS ID).
     pub ports_per_backend: u32,
+    /// AF_XDP data plane: backend-side UDP ports per worker, each reaching
+    /// every backend and holding 65 536 queries in flight.
+    pub ports_per_worker: u32,
+    /// AF_XDP socket bind mode.
+    pub xdp_bind: XdpBind,
+    /// XDP program attach mode.
+    pub xdp_attach: XdpAttach,
     /// A query unanswered this long is dropped and counted against its backend.
     pub timeout_ms: u64,
     /// Seconds between one-line summaries in the log; 0 disables them.
@@ -104,6 +133,9 @@ impl Default for EngineConfig {
             cpus: None,
             poll: PollMode::Adaptive,
             ports_per_backend: 1,
+            ports_per_worker: 4,
+            xdp_bind: XdpBind::Auto,
+            xdp_attach: XdpAttach::Auto,
             timeout_ms: 2000,
             stats_interval_s: 10,
             batch: 64,
@@ -287,10 +319,16 @@ impl Config {
     }
 
     /// Worker threads the engine will run.
+    /// Workers the engine runs: as configured; else one per receive queue
+    /// of the interface when AF_XDP may be used, one per CPU otherwise.
     pub fn worker_count(&self) -> usize {
-        match self.engine.workers {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
+        let cpus = || std::thread::available_parallelism().map_or(1, |n| n.get());
+        match (self.engine.workers, self.engine.io, &self.engine.interface) {
+            (0, IoMode::Socket, _) | (0, _, None) => cpus(),
+            (0, _, Some(ifname)) => crate::io::iface::Iface::open(ifname)
+                .map(|i| i.rx_queues as usize)
+                .unwrap_or_else(|_| cpus()),
+            (n, _, _) => n,
         }
     }
 
@@ -400,6 +438,9 @@ impl Config {
         }
         if !(1..=16).contains(&e.ports_per_backend) {
             return Err(whole("engine.ports_per_backend", "must be 1 to 16".into()));
+        }
+        if !(1..=64).contains(&e.ports_per_worker) {
+            return Err(whole("engine.ports_per_worker", "must be 1 to 64".into()));
         }
         if !(1..=60_000).contains(&e.timeout_ms) {
             return Err(whole("engine.timeout_ms", "must be 1 to 60000".into()));

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use arc_swap::ArcSwap;
@@ -19,6 +19,9 @@ use crate::config::{Config, IoMode};
 use crate::core::{Core, PortPlan};
 use crate::inflight::InflightTable;
 use crate::io::socket::{bind_frontend, SocketWorker};
+use crate::io::xdp::neighbours::Resolver;
+use crate::io::xdp::worker::{XskSpec, XskWorker};
+use crate::io::xdp::{XdpCounters, XdpPlane};
 use crate::snapshot::{Overrides, Registry, Snapshot, MAX_BACKENDS};
 use crate::stats::{Totals, WorkerStats};
 
@@ -44,6 +47,39 @@ struct Control {
     generation: u64,
     /// Frontends configured with port 0, and the port they got.
     resolved: HashMap<SocketAddr, SocketAddr>,
+    /// The AF_XDP plane, whose frontend maps follow the snapshot.
+    xdp: Option<Arc<XdpPlane>>,
+}
+
+impl Control {
+    /// Builds a snapshot of the current state and swaps it in.
+    fn publish(&mut self, shared: &Shared) {
+        self.generation += 1;
+        let snap = Snapshot::build(
+            &self.config,
+            &mut self.registry,
+            &self.overrides,
+            self.generation,
+        );
+        info!(
+            generation = snap.generation,
+            backends = snap.live_backends().count(),
+            usable = snap.live_backends().filter(|b| b.usable()).count(),
+            frontends = snap.live_frontends().count(),
+            "new snapshot"
+        );
+        if let Some(x) = &self.xdp {
+            x.sync(&snap);
+        }
+        shared.snapshot.store(Arc::new(snap));
+    }
+}
+
+/// Which data plane runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Io {
+    Socket,
+    Xdp,
 }
 
 pub struct Engine {
@@ -51,7 +87,8 @@ pub struct Engine {
     stats: Vec<Arc<WorkerStats>>,
     table: Arc<InflightTable>,
     threads: Vec<JoinHandle<()>>,
-    control: Mutex<Control>,
+    control: Arc<Mutex<Control>>,
+    xdp: Option<Arc<XdpPlane>>,
 }
 
 /// Frontends configured with port 0 take the port the first bind got, so
@@ -64,17 +101,196 @@ fn apply_resolved(cfg: &mut Config, resolved: &HashMap<SocketAddr, SocketAddr>) 
     }
 }
 
-impl Engine {
-    /// Starts the workers of a validated configuration. Sockets are bound
-    /// before this returns, so a busy address is an error here, not a log line.
-    pub fn start(mut cfg: Config) -> anyhow::Result<Engine> {
-        match cfg.engine.io {
-            IoMode::Socket => {}
-            IoMode::Auto => {
-                info!("io = auto: using the socket data plane (this build has no AF_XDP data plane yet)")
+/// Starts worker `w` on its CPU (the configured list, else CPU w).
+fn spawn_pinned(
+    cfg: &Config,
+    w: usize,
+    run: impl FnOnce() + Send + 'static,
+) -> anyhow::Result<JoinHandle<()>> {
+    let core_ids = core_affinity::get_core_ids().unwrap_or_default();
+    let cpu = match &cfg.engine.cpus {
+        Some(list) => list.get(w).map(|&id| core_affinity::CoreId { id }),
+        None if !core_ids.is_empty() => Some(core_ids[w % core_ids.len()]),
+        None => None,
+    };
+    Ok(std::thread::Builder::new()
+        .name(format!("dnsrail-w{w}"))
+        .spawn(move || {
+            if let Some(c) = cpu {
+                if !core_affinity::set_for_current(c) {
+                    warn!(worker = w, cpu = c.id, "cannot pin worker");
+                }
             }
-            IoMode::Xdp => bail!("io = \"xdp\": this build has no AF_XDP data plane yet; use io = \"socket\" or \"auto\""),
+            run();
+        })?)
+}
+
+fn new_shared(snap: Snapshot) -> Arc<Shared> {
+    Arc::new(Shared {
+        snapshot: ArcSwap::from_pointee(snap),
+        stop: AtomicBool::new(false),
+        epoch: Instant::now(),
+    })
+}
+
+impl Engine {
+    /// Starts the data plane `engine.io` asks for: AF_XDP, sockets, or
+    /// (`auto`) AF_XDP when the interface and privileges allow and sockets
+    /// otherwise, saying which and why in one log line. Sockets are bound
+    /// and the XDP program attached before this returns, so a busy address
+    /// or a refused program is an error here, not a log line.
+    pub fn start(cfg: Config) -> anyhow::Result<Engine> {
+        match (cfg.engine.io, cfg.engine.interface.clone()) {
+            (IoMode::Socket, _) => Self::start_socket(cfg),
+            (IoMode::Xdp, Some(ifname)) => Self::start_xdp(cfg, &ifname),
+            (IoMode::Xdp, None) => bail!("io = \"xdp\" needs engine.interface"),
+            (IoMode::Auto, None) => {
+                info!("io = auto: no engine.interface configured, using the socket data plane");
+                Self::start_socket(cfg)
+            }
+            (IoMode::Auto, Some(ifname)) => match Self::start_xdp(cfg.clone(), &ifname) {
+                Ok(e) => Ok(e),
+                Err(e) => {
+                    info!("io = auto: AF_XDP unavailable on {ifname} ({e:#}); using the socket data plane");
+                    Self::start_socket(cfg)
+                }
+            },
+        }
+    }
+
+    fn start_xdp(cfg: Config, ifname: &str) -> anyhow::Result<Engine> {
+        let workers = cfg.worker_count();
+        let per_worker = cfg.engine.ports_per_worker as usize;
+        let iface = crate::io::iface::Iface::open(ifname)?;
+        if workers > iface.rx_queues as usize {
+            bail!(
+                "{workers} workers but {ifname} has {} receive queue(s): one worker per queue",
+                iface.rx_queues
+            );
+        }
+        let table = Arc::new(InflightTable::new(workers, per_worker));
+        let mut registry = Registry::default();
+        let mut overrides = Overrides {
+            neighbours: Some(HashMap::new()),
+            ..Overrides::default()
         };
+        let snap0 = Snapshot::build(&cfg, &mut registry, &overrides, 1);
+        let plane = Arc::new(XdpPlane::open(
+            ifname,
+            &snap0,
+            workers * per_worker,
+            cfg.engine.xdp_attach,
+        )?);
+
+        // Resolve next hops before serving; prodded ones get a moment.
+        let mut resolver = Resolver::new(&plane.iface)?;
+        let mut macs = resolver.resolve(&snap0, &HashMap::new());
+        for _ in 0..20 {
+            if macs.len() >= snap0.live_backends().count() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            macs = resolver.resolve(&snap0, &macs);
+        }
+        overrides.neighbours = Some(macs);
+        let snap = Snapshot::build(&cfg, &mut registry, &overrides, 1);
+        let shared = new_shared(snap.clone());
+
+        let mut stats = Vec::new();
+        let mut threads = Vec::new();
+        let mut bound = None;
+        for w in 0..workers {
+            let st = Arc::new(WorkerStats::default());
+            stats.push(st.clone());
+            for l in 0..per_worker {
+                table.ensure_port(table.port_index(w, l));
+            }
+            let core = Core::new(w, table.clone(), st, PortPlan::Shared);
+            let spec = XskSpec {
+                ifname,
+                queue: w as u32,
+                mode: cfg.engine.xdp_bind,
+                poll: cfg.engine.poll,
+                batch: cfg.engine.batch,
+            };
+            let worker = XskWorker::new(core, shared.clone(), plane.env.clone(), &spec)?;
+            plane.add_socket(w as u32, worker.fd())?;
+            bound = Some(worker.bound);
+            threads.push(spawn_pinned(&cfg, w, move || worker.run())?);
+        }
+        let attached = plane.program.lock().unwrap().attached;
+        info!(
+            workers,
+            io = "xdp",
+            interface = ifname,
+            attach = ?attached,
+            bind = ?bound,
+            src_v4 = ?plane.env.src_v4,
+            src_v6 = ?plane.env.src_v6,
+            frontends = ?snap.live_frontends().map(|f| f.listen).collect::<Vec<_>>(),
+            backends = snap.live_backends().count(),
+            reachable = snap.live_backends().filter(|b| b.reachable).count(),
+            "engine started"
+        );
+        let control = Arc::new(Mutex::new(Control {
+            config: cfg,
+            registry,
+            overrides,
+            generation: 1,
+            resolved: HashMap::new(),
+            xdp: Some(plane.clone()),
+        }));
+        threads.push(Self::spawn_neighbours(
+            resolver,
+            shared.clone(),
+            control.clone(),
+        )?);
+        Ok(Engine {
+            shared,
+            stats,
+            table,
+            threads,
+            control,
+            xdp: Some(plane),
+        })
+    }
+
+    /// Refreshes next-hop MACs every second and publishes a snapshot when
+    /// one changes (a backend becomes reachable, or moves).
+    fn spawn_neighbours(
+        mut resolver: Resolver,
+        shared: Arc<Shared>,
+        control: Arc<Mutex<Control>>,
+    ) -> anyhow::Result<JoinHandle<()>> {
+        Ok(std::thread::Builder::new()
+            .name("dnsrail-neigh".into())
+            .spawn(move || {
+                while !shared.stop.load(Ordering::Relaxed) {
+                    for _ in 0..10 {
+                        if shared.stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    let snap = shared.snapshot.load_full();
+                    let known = control
+                        .lock()
+                        .unwrap()
+                        .overrides
+                        .neighbours
+                        .clone()
+                        .unwrap_or_default();
+                    let fresh = resolver.resolve(&snap, &known);
+                    if fresh != known {
+                        let mut c = control.lock().unwrap();
+                        c.overrides.neighbours = Some(fresh);
+                        c.publish(&shared);
+                    }
+                }
+            })?)
+    }
+
+    fn start_socket(mut cfg: Config) -> anyhow::Result<Engine> {
         // The same count the rule set's hit counters were sized for.
         let workers = cfg.worker_count();
         let per_backend = cfg.engine.ports_per_backend;
@@ -100,11 +316,7 @@ impl Engine {
         let mut registry = Registry::default();
         let overrides = Overrides::default();
         let snap = Snapshot::build(&cfg, &mut registry, &overrides, 1);
-        let shared = Arc::new(Shared {
-            snapshot: ArcSwap::from_pointee(snap.clone()),
-            stop: AtomicBool::new(false),
-            epoch: Instant::now(),
-        });
+        let shared = new_shared(snap.clone());
 
         let ids: Vec<u16> = cfg
             .frontends
@@ -114,7 +326,6 @@ impl Engine {
                 snap.frontend_by_addr(a).expect("built from cfg").id
             })
             .collect();
-        let core_ids = core_affinity::get_core_ids().unwrap_or_default();
         let mut stats = Vec::new();
         let mut threads = Vec::new();
         let mut first = Some(first);
@@ -140,22 +351,7 @@ impl Engine {
                 cfg.engine.batch,
                 ids.iter().copied().zip(socks).collect(),
             )?;
-            let cpu = match &cfg.engine.cpus {
-                Some(list) => list.get(w).map(|&id| core_affinity::CoreId { id }),
-                None if !core_ids.is_empty() => Some(core_ids[w % core_ids.len()]),
-                None => None,
-            };
-            let h = std::thread::Builder::new()
-                .name(format!("dnsrail-w{w}"))
-                .spawn(move || {
-                    if let Some(c) = cpu {
-                        if !core_affinity::set_for_current(c) {
-                            warn!(worker = w, cpu = c.id, "cannot pin worker");
-                        }
-                    }
-                    worker.run();
-                })?;
-            threads.push(h);
+            threads.push(spawn_pinned(&cfg, w, move || worker.run())?);
         }
         info!(
             workers,
@@ -169,14 +365,44 @@ impl Engine {
             stats,
             table,
             threads,
-            control: Mutex::new(Control {
+            control: Arc::new(Mutex::new(Control {
                 config: cfg,
                 registry,
                 overrides,
                 generation: 1,
                 resolved,
-            }),
+                xdp: None,
+            })),
+            xdp: None,
         })
+    }
+
+    /// The data plane that runs.
+    pub fn io(&self) -> Io {
+        if self.xdp.is_some() {
+            Io::Xdp
+        } else {
+            Io::Socket
+        }
+    }
+
+    /// The XDP program's counters (AF_XDP data plane only).
+    pub fn xdp_counters(&self) -> Option<XdpCounters> {
+        self.xdp.as_ref().map(|x| x.counters())
+    }
+
+    /// Drops every packet from `ip/len` in the XDP program (AF_XDP data
+    /// plane only); `None` lifts the block.
+    pub fn xdp_block(
+        &self,
+        ip: std::net::IpAddr,
+        len: u32,
+        until: Option<u64>,
+    ) -> anyhow::Result<()> {
+        let Some(x) = &self.xdp else {
+            bail!("the XDP block map needs the AF_XDP data plane");
+        };
+        x.program.lock().unwrap().block(ip, len, until)
     }
 
     /// Swaps in a new, validated configuration. Workers pick it up at their
@@ -200,33 +426,14 @@ impl Engine {
         let resolved = c.resolved.clone();
         apply_resolved(&mut cfg, &resolved);
         c.config = cfg;
-        self.publish(&mut c);
+        c.publish(&self.shared);
     }
 
     /// Changes health/drain/weight overrides (the control process).
     pub fn update_overrides(&self, f: impl FnOnce(&mut Overrides)) {
         let mut c = self.control.lock().unwrap();
         f(&mut c.overrides);
-        self.publish(&mut c);
-    }
-
-    fn publish(&self, c: &mut Control) {
-        c.generation += 1;
-        let Control {
-            config,
-            registry,
-            overrides,
-            generation,
-            ..
-        } = c;
-        let snap = Snapshot::build(config, registry, overrides, *generation);
-        info!(
-            generation = snap.generation,
-            backends = snap.live_backends().count(),
-            frontends = snap.live_frontends().count(),
-            "new snapshot"
-        );
-        self.shared.snapshot.store(Arc::new(snap));
+        c.publish(&self.shared);
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {

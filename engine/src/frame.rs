@@ -46,6 +46,37 @@ impl FrameEnv {
         }
     }
 
+    /// True when `frame` is UDP to one of our backend-side ports on our own
+    /// source address: an answer. Everything else is treated as a query (and
+    /// dropped with its reason if it is neither). A peek, not a validation.
+    #[inline]
+    pub fn is_answer(&self, frame: &[u8]) -> bool {
+        let ethertype = frame.get(12..14).map(|b| u16::from_be_bytes([b[0], b[1]]));
+        let (dst_ip, port_off) = match ethertype {
+            Some(ether::ETHERTYPE_IPV4) => (
+                frame
+                    .get(IP_OFF + 16..IP_OFF + 20)
+                    .map(|b| IpAddr::from(<[u8; 4]>::try_from(b).unwrap())),
+                IP_OFF + ipv4::HEADER_LEN + 2,
+            ),
+            Some(ether::ETHERTYPE_IPV6) => (
+                frame
+                    .get(IP_OFF + 24..IP_OFF + 40)
+                    .map(|b| IpAddr::from(<[u8; 16]>::try_from(b).unwrap())),
+                IP_OFF + ipv6::HEADER_LEN + 2,
+            ),
+            _ => return false,
+        };
+        let Some(port) = frame
+            .get(port_off..port_off + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+        else {
+            return false;
+        };
+        self.port_of[usize::from(port)] != u32::MAX
+            && dst_ip.is_some_and(|ip| self.src_for(ip) == Some(ip))
+    }
+
     fn src_for(&self, backend: IpAddr) -> Option<IpAddr> {
         match backend {
             IpAddr::V4(_) => self.src_v4.map(IpAddr::V4),

@@ -93,8 +93,18 @@ fn main() {
         answers = t.answers,
         local_replies = t.local_replies,
         dropped = t.dropped(),
+        io = ?engine.io(),
         "final counters"
     );
+    if let Some(x) = engine.xdp_counters() {
+        info!(
+            queries = x.queries,
+            answers = x.answers,
+            blocked = x.blocked,
+            passed = x.passed,
+            "final XDP program counters"
+        );
+    }
     engine.stop();
 }
 
@@ -126,6 +136,10 @@ fn summary(engine: &Engine, a: &Totals, b: &Totals, dt: Duration) -> String {
         .collect();
     if !drops.is_empty() {
         s += &format!(" | drops {}", drops.join(" "));
+    }
+    if let Some(x) = engine.xdp_counters() {
+        // Cumulative: what the XDP program did before userspace saw anything.
+        s += &format!(" | xdp blocked {} passed {}", x.blocked, x.passed);
     }
     let snap = engine.snapshot();
     for be in snap.live_backends() {

@@ -27,6 +27,9 @@ pub struct Backend {
     pub weight: u32,
     pub order: u32,
     pub mac: Option<Mac>,
+    /// Frame data plane: false while the backend's next hop has no MAC
+    /// (treated as down). Always true on the socket data plane.
+    pub reachable: bool,
     /// Health as last decided by the control process (up at start).
     pub up: bool,
     /// Drained by an operator: no new queries, answers still accepted.
@@ -35,7 +38,7 @@ pub struct Backend {
 
 impl Backend {
     pub fn usable(&self) -> bool {
-        self.up && !self.drained && self.weight > 0
+        self.up && self.reachable && !self.drained && self.weight > 0
     }
 }
 
@@ -64,6 +67,9 @@ pub struct Overrides {
     pub down: HashMap<String, bool>,
     pub drained: HashMap<String, bool>,
     pub weight: HashMap<String, u32>,
+    /// Frame data plane: next-hop MACs resolved from the kernel's neighbour
+    /// table. `None` on the socket data plane, where MACs do not matter.
+    pub neighbours: Option<HashMap<String, Mac>>,
 }
 
 /// Stable ids by name / listen address. Ids are only recycled when the
@@ -132,15 +138,19 @@ impl Snapshot {
             })
             .expect("validated: at most MAX_BACKENDS backends");
             by_name.insert(name.clone(), id);
+            // A static MAC wins over the neighbour table.
+            let mac = b
+                .mac
+                .as_ref()
+                .and_then(|m| crate::config::parse_mac(m.get_ref()))
+                .or_else(|| ov.neighbours.as_ref()?.get(&name).copied());
             backends[usize::from(id)] = Some(Backend {
                 id,
                 addr: Config::backend_addr(b),
                 weight: ov.weight.get(&name).copied().unwrap_or(b.weight),
                 order: b.order,
-                mac: b
-                    .mac
-                    .as_ref()
-                    .and_then(|m| crate::config::parse_mac(m.get_ref())),
+                reachable: ov.neighbours.is_none() || mac.is_some(),
+                mac,
                 up: !ov.down.get(&name).copied().unwrap_or(false),
                 drained: ov.drained.get(&name).copied().unwrap_or(false),
                 name,
@@ -167,8 +177,13 @@ impl Snapshot {
                     .filter(|b| b.usable())
                     .map(|b| as_member(b))
                     .collect();
-                // The fallback ignores health and drain but not weight 0.
-                let all: Vec<Member> = members.iter().map(|b| as_member(b)).collect();
+                // The fallback ignores health and drain but not weight 0,
+                // nor a missing next hop (a frame cannot be sent there).
+                let all: Vec<Member> = members
+                    .iter()
+                    .filter(|b| b.reachable)
+                    .map(|b| as_member(b))
+                    .collect();
                 Pool {
                     name: pname.clone(),
                     policy: pc.policy,

@@ -37,7 +37,7 @@ fn bad_config_names_file_line_and_key_and_exits_2() {
 }
 
 #[test]
-fn check_flag_and_xdp_without_support() {
+fn check_flag_and_xdp_on_a_missing_interface() {
     let good = "[[frontend]]\nlisten = \"127.0.0.1:0\"\n[[backend]]\nname = \"a\"\naddress = \"127.0.0.1\"\n";
     let p = tmp("good.toml", good);
     let out = Command::new(BIN)
@@ -49,11 +49,13 @@ fn check_flag_and_xdp_without_support() {
     assert!(out.status.success());
     let p = tmp(
         "xdp.toml",
-        &format!("[engine]\nio = \"xdp\"\ninterface = \"lo\"\n{good}"),
+        &format!("[engine]\nio = \"xdp\"\ninterface = \"drnosuch0\"\n{good}"),
     );
+    // io = "xdp" does not fall back: a clear error and exit status 1.
     let out = Command::new(BIN).arg("-c").arg(&p).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no AF_XDP data plane"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no interface named \"drnosuch0\""), "{err}");
 }
 
 /// Answers every query with its own bytes, QR set and the given last octet

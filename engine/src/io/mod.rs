@@ -1,4 +1,7 @@
 //! Data planes: thin I/O around the sans-I/O core.
 
+pub mod iface;
+pub mod netlink;
 pub mod socket;
 pub mod sys;
+pub mod xdp;

@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+//
+// dnsrail's XDP program: steers the engine's UDP traffic into the AF_XDP
+// socket of the receiving queue and passes everything else to the kernel.
+//
+//   * UDP to a frontend (VIP:port, IPv4/IPv6; address 0 = any local address)
+//   * UDP to one of the engine's backend-side ports on the engine's own
+//     source address (answers from backends)
+//
+// go to userspace. ARP, ND, ICMP, TCP (TCP/53 is ctl's), fragments, IPv6
+// extension headers, VLAN-tagged frames and anything else stay on the kernel
+// path, so a dead engine, or a queue without a socket, never black-holes the
+// host. Sources in the block tries are dropped here, before userspace.
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+struct fe4_key {
+	__u32 addr; // network order; 0 = any
+	__u16 port; // network order
+	__u16 pad;
+};
+
+struct fe6_key {
+	__u8 addr[16];
+	__u16 port;
+	__u16 pad;
+};
+
+struct lpm4_key {
+	__u32 prefixlen;
+	__u32 addr;
+};
+
+struct lpm6_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+// Our source addresses toward backends (index 0); all zero = none.
+struct local_addrs {
+	__u32 v4;
+	__u8 v6[16];
+};
+
+enum counter {
+	C_QUERY = 0,   // redirected: to a frontend
+	C_ANSWER = 1,  // redirected: to a backend-side port
+	C_BLOCKED = 2, // dropped: source in a block trie
+	C_PASS = 3,    // passed to the kernel
+	C_MAX = 4,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u32);
+} xsks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, struct fe4_key);
+	__type(value, __u32);
+} frontends4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, struct fe6_key);
+	__type(value, __u32);
+} frontends6 SEC(".maps");
+
+// Indexed by host-order UDP port: non-zero = one of the engine's ports.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct local_addrs);
+} local SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct lpm4_key);
+	__type(value, __u64);
+} block4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct lpm6_key);
+	__type(value, __u64);
+} block6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, C_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline int count(__u32 c, int verdict)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &c);
+	if (v)
+		*v += 1;
+	return verdict;
+}
+
+static __always_inline int to_socket(struct xdp_md *ctx, __u32 c)
+{
+	count(c, 0);
+	// No socket on this queue: the kernel gets the packet.
+	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+}
+
+static __always_inline int is_our_port(__u16 port_be)
+{
+	__u32 k = bpf_ntohs(port_be);
+	__u8 *v = bpf_map_lookup_elem(&ports, &k);
+	return v && *v;
+}
+
+static __always_inline int v4(struct xdp_md *ctx, void *data, void *end)
+{
+	struct iphdr *ip = data;
+	if ((void *)(ip + 1) > end || ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
+		return count(C_PASS, XDP_PASS);
+	// Fragments (MF set or an offset) go to the kernel for reassembly.
+	if (ip->frag_off & bpf_htons(0x3fff))
+		return count(C_PASS, XDP_PASS);
+	struct lpm4_key bk = {.prefixlen = 32, .addr = ip->saddr};
+	if (bpf_map_lookup_elem(&block4, &bk))
+		return count(C_BLOCKED, XDP_DROP);
+	struct udphdr *udp = (void *)(ip + 1);
+	if ((void *)(udp + 1) > end)
+		return count(C_PASS, XDP_PASS);
+	struct fe4_key fk = {.addr = ip->daddr, .port = udp->dest};
+	if (bpf_map_lookup_elem(&frontends4, &fk))
+		return to_socket(ctx, C_QUERY);
+	fk.addr = 0;
+	if (bpf_map_lookup_elem(&frontends4, &fk))
+		return to_socket(ctx, C_QUERY);
+	__u32 zero = 0;
+	struct local_addrs *l = bpf_map_lookup_elem(&local, &zero);
+	if (l && l->v4 && l->v4 == ip->daddr && is_our_port(udp->dest))
+		return to_socket(ctx, C_ANSWER);
+	return count(C_PASS, XDP_PASS);
+}
+
+static __always_inline int same16(const __u8 *a, const __u8 *b)
+{
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
+}
+
+static __always_inline int nonzero16(const __u8 *a)
+{
+	const __u32 *x = (const __u32 *)a;
+	return (x[0] | x[1] | x[2] | x[3]) != 0;
+}
+
+static __always_inline int v6(struct xdp_md *ctx, void *data, void *end)
+{
+	struct ipv6hdr *ip = data;
+	if ((void *)(ip + 1) > end || ip->nexthdr != IPPROTO_UDP)
+		return count(C_PASS, XDP_PASS);
+	struct lpm6_key bk = {.prefixlen = 128};
+	__builtin_memcpy(bk.addr, &ip->saddr, 16);
+	if (bpf_map_lookup_elem(&block6, &bk))
+		return count(C_BLOCKED, XDP_DROP);
+	struct udphdr *udp = (void *)(ip + 1);
+	if ((void *)(udp + 1) > end)
+		return count(C_PASS, XDP_PASS);
+	struct fe6_key fk = {.port = udp->dest};
+	__builtin_memcpy(fk.addr, &ip->daddr, 16);
+	if (bpf_map_lookup_elem(&frontends6, &fk))
+		return to_socket(ctx, C_QUERY);
+	__builtin_memset(fk.addr, 0, 16);
+	if (bpf_map_lookup_elem(&frontends6, &fk))
+		return to_socket(ctx, C_QUERY);
+	__u32 zero = 0;
+	struct local_addrs *l = bpf_map_lookup_elem(&local, &zero);
+	if (l && nonzero16(l->v6) && same16(l->v6, (const __u8 *)&ip->daddr) &&
+	    is_our_port(udp->dest))
+		return to_socket(ctx, C_ANSWER);
+	return count(C_PASS, XDP_PASS);
+}
+
+SEC("xdp")
+int dnsrail_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return count(C_PASS, XDP_PASS);
+	switch (eth->h_proto) {
+	case bpf_htons(ETH_P_IP):
+		return v4(ctx, eth + 1, end);
+	case bpf_htons(ETH_P_IPV6):
+		return v6(ctx, eth + 1, end);
+	default:
+		return count(C_PASS, XDP_PASS);
+	}
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -1,0 +1,289 @@
+//! One AF_XDP worker: a queue's socket, its UMEM and four rings, driven by a
+//! poll-mode loop. Every frame is rewritten in place by the frame core and
+//! leaves from the buffer it arrived in; a dropped frame goes straight back to
+//! the fill ring. Frames cycle fill → RX → (TX → completion →) fill, so no
+//! frame is ever lost and none is allocated after start.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use anyhow::Context;
+use xsk_rs::config::{
+    BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
+};
+use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
+
+use crate::config::{PollMode, XdpBind};
+use crate::core::Core;
+use crate::engine::Shared;
+use crate::frame::{FrameEnv, FrameVerdict};
+
+/// Frames per worker and ring sizes: 4096 × 4 KiB = 16 MiB of UMEM; half
+/// the frames wait in the fill ring, the rest are in RX/TX/completion.
+const FRAMES: u32 = 4096;
+const FRAME_SIZE: u32 = 4096;
+const RING: u32 = 2048;
+/// Completed sweeps of timed-out queries at most this often.
+const SWEEP_NS: u64 = 10_000_000;
+/// Adaptive polling: spin this long without work before sleeping in poll().
+const IDLE_SPIN_NS: u64 = 20_000;
+/// Longest sleep in poll(): bounds how late a stop or a sweep happens.
+const POLL_MS: i32 = 20;
+
+/// The bind mode a socket ended up with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bound {
+    ZeroCopy,
+    Copy,
+}
+
+/// Where and how a worker binds its socket.
+pub struct XskSpec<'a> {
+    pub ifname: &'a str,
+    pub queue: u32,
+    pub mode: XdpBind,
+    pub poll: PollMode,
+    pub batch: usize,
+}
+
+pub struct XskWorker {
+    core: Core,
+    shared: Arc<Shared>,
+    env: Arc<FrameEnv>,
+    umem: Umem,
+    fq: FillQueue,
+    cq: CompQueue,
+    tx: TxQueue,
+    rx: RxQueue,
+    /// Frames we own that are in no ring, waiting for the fill ring.
+    free: Vec<FrameDesc>,
+    rx_batch: Vec<FrameDesc>,
+    comp: Vec<FrameDesc>,
+    /// Rewritten frames the TX ring has not taken yet.
+    to_send: Vec<FrameDesc>,
+    /// Frames in the TX ring or in flight, not yet completed.
+    in_tx: usize,
+    poll: PollMode,
+    pub bound: Bound,
+}
+
+fn socket_config(bind: BindFlags) -> SocketConfig {
+    SocketConfig::builder()
+        .rx_queue_size(QueueSize::new(RING).unwrap())
+        .tx_queue_size(QueueSize::new(RING).unwrap())
+        // Our own program is attached; libxdp must not load its default one.
+        .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+        .bind_flags(bind | BindFlags::XDP_USE_NEED_WAKEUP)
+        .build()
+}
+
+type Rings = (TxQueue, RxQueue, FillQueue, CompQueue);
+
+/// Creates a socket on `queue`, retrying a transient EBUSY (the previous
+/// owner's socket may still be closing).
+fn bind(umem: &Umem, iface: &Interface, queue: u32, flags: BindFlags) -> anyhow::Result<Rings> {
+    let mut last = None;
+    for attempt in 0..20 {
+        // SAFETY: the UMEM is this socket's alone; its frames are only handed
+        // to the kernel through this socket's rings.
+        match unsafe { Socket::new(socket_config(flags), umem, iface, queue) } {
+            Ok((tx, rx, Some((fq, cq)))) => return Ok((tx, rx, fq, cq)),
+            Ok((_, _, None)) => anyhow::bail!("the UMEM already had a fill queue"),
+            Err(e) => {
+                let busy = e.to_string().contains("Device or resource busy");
+                last = Some(e);
+                if !busy {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50 * (attempt + 1)));
+            }
+        }
+    }
+    Err(anyhow::anyhow!("{}", last.expect("at least one attempt")))
+}
+
+impl XskWorker {
+    pub fn new(
+        core: Core,
+        shared: Arc<Shared>,
+        env: Arc<FrameEnv>,
+        spec: &XskSpec,
+    ) -> anyhow::Result<XskWorker> {
+        let XskSpec {
+            ifname,
+            queue,
+            mode,
+            poll,
+            batch,
+        } = spec;
+        let (queue, mode, poll, batch) = (*queue, *mode, *poll, *batch);
+        let iface: Interface = ifname.parse().context("interface name")?;
+        let tries: &[(BindFlags, Bound)] = match mode {
+            XdpBind::Zerocopy => &[(BindFlags::XDP_ZEROCOPY, Bound::ZeroCopy)],
+            XdpBind::Copy => &[(BindFlags::XDP_COPY, Bound::Copy)],
+            XdpBind::Auto => &[
+                (BindFlags::XDP_ZEROCOPY, Bound::ZeroCopy),
+                (BindFlags::XDP_COPY, Bound::Copy),
+            ],
+        };
+        let mut errors = Vec::new();
+        for &(flags, bound) in tries {
+            // A failed bind leaves the UMEM half-used: each try gets its own.
+            let ucfg = UmemConfig::builder()
+                .frame_size(FrameSize::new(FRAME_SIZE).unwrap())
+                .fill_queue_size(QueueSize::new(RING).unwrap())
+                .comp_queue_size(QueueSize::new(RING).unwrap())
+                .build()
+                .context("UMEM configuration")?;
+            let (umem, frames) = Umem::new(ucfg, FRAMES.try_into().unwrap(), false)
+                .map_err(|e| anyhow::anyhow!("cannot create a UMEM: {e}"))?;
+            match bind(&umem, &iface, queue, flags) {
+                Ok((tx, rx, fq, cq)) => {
+                    return Ok(XskWorker {
+                        core,
+                        shared,
+                        env,
+                        umem,
+                        fq,
+                        cq,
+                        tx,
+                        rx,
+                        free: frames,
+                        rx_batch: vec![FrameDesc::default(); batch],
+                        comp: vec![FrameDesc::default(); RING as usize],
+                        to_send: Vec::with_capacity(FRAMES as usize),
+                        in_tx: 0,
+                        poll,
+                        bound,
+                    })
+                }
+                Err(e) => errors.push(format!("{bound:?}: {e}")),
+            }
+        }
+        anyhow::bail!(
+            "cannot bind an AF_XDP socket to {ifname} queue {queue}: {}",
+            errors.join("; ")
+        )
+    }
+
+    /// The socket's descriptor, for the XSKMAP.
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.rx.fd().as_raw_fd()
+    }
+
+    pub fn run(mut self) {
+        let mut last_sweep = 0u64;
+        let mut last_work = self.shared.now_ns();
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            self.reap();
+            self.refill();
+            let snap = self.shared.snapshot.load_full();
+            self.core.begin_batch(&snap);
+            // SAFETY: rx_batch descriptors are filled by the RX ring of this
+            // socket's UMEM.
+            let n = unsafe { self.rx.consume(&mut self.rx_batch) };
+            let now = self.shared.now_ns();
+            for i in 0..n {
+                let mut desc = self.rx_batch[i];
+                match self.process(&snap, &mut desc, now) {
+                    true => self.to_send.push(desc),
+                    false => self.free.push(desc),
+                }
+            }
+            self.transmit();
+            if now.saturating_sub(last_sweep) >= SWEEP_NS {
+                last_sweep = now;
+                self.core.sweep(&snap, now);
+            }
+            if n > 0 || !self.to_send.is_empty() || self.in_tx > 0 {
+                last_work = now;
+                continue;
+            }
+            if self.poll == PollMode::Adaptive && now.saturating_sub(last_work) >= IDLE_SPIN_NS {
+                // Sleep until a frame arrives (or the tick ends): an idle
+                // balancer costs ~0 CPU.
+                let _ = self.rx.poll(POLL_MS);
+                last_work = self.shared.now_ns();
+            }
+        }
+    }
+
+    /// Runs one received frame through the core; true = transmit it.
+    #[inline]
+    fn process(
+        &mut self,
+        snap: &crate::snapshot::Snapshot,
+        desc: &mut FrameDesc,
+        now: u64,
+    ) -> bool {
+        // SAFETY: the frame came from our RX ring and is in no ring now.
+        let mut data = unsafe { self.umem.data_mut(desc) };
+        let len = data.contents().len();
+        // Expose the whole frame buffer: a rule's reply may grow the frame.
+        let mut cur = data.cursor();
+        let cap = cur.buf_len();
+        cur.set_pos(cap);
+        let buf = data.contents_mut();
+        let verdict = if self.env.is_answer(&buf[..len]) {
+            self.core
+                .answer_frame(snap, &self.env, &mut buf[..len], now)
+        } else {
+            self.core.query_frame(snap, &self.env, buf, len, now)
+        };
+        match verdict {
+            FrameVerdict::Tx { len } => {
+                data.cursor().set_pos(len);
+                true
+            }
+            FrameVerdict::Drop(_) => false,
+        }
+    }
+
+    /// Completed transmissions return their frames.
+    fn reap(&mut self) {
+        if self.in_tx == 0 {
+            return;
+        }
+        // SAFETY: completions are frames of this UMEM we put in the TX ring.
+        let c = unsafe { self.cq.consume(&mut self.comp) };
+        self.in_tx -= c;
+        self.free.extend_from_slice(&self.comp[..c]);
+    }
+
+    /// Hands free frames to the kernel for receiving.
+    fn refill(&mut self) {
+        let room = self.fq.nb_free(self.free.len() as u32) as usize;
+        let k = room.min(self.free.len());
+        if k == 0 {
+            return;
+        }
+        let start = self.free.len() - k;
+        // SAFETY: these frames are ours and in no other ring.
+        let done = unsafe { self.fq.produce(&self.free[start..]) };
+        self.free.truncate(self.free.len() - done);
+        if self.fq.needs_wakeup() {
+            let _ = self.rx.poll(0);
+        }
+    }
+
+    /// Puts rewritten frames in the TX ring and kicks the kernel. Copy mode
+    /// sends at most 32 frames per kick, so kick while frames are in flight.
+    fn transmit(&mut self) {
+        if !self.to_send.is_empty() {
+            let room = self.tx.nb_free(self.to_send.len() as u32) as usize;
+            let k = room.min(self.to_send.len());
+            if k > 0 {
+                // SAFETY: rewritten frames of this UMEM, in no other ring.
+                let done = unsafe { self.tx.produce(&self.to_send[..k]) };
+                self.to_send.drain(..done);
+                self.in_tx += done;
+            }
+        }
+        if self.in_tx > 0 && self.tx.needs_wakeup() {
+            if let Err(e) = self.tx.wakeup() {
+                tracing::debug!(worker = self.core.worker(), "TX kick failed: {e}");
+            }
+        }
+    }
+}
