@@ -391,6 +391,14 @@ impl Engine {
         self.xdp.as_ref().map(|x| x.counters())
     }
 
+    /// The backend-side UDP ports of the AF_XDP data plane (empty on the
+    /// socket data plane).
+    pub fn xdp_ports(&self) -> Vec<u16> {
+        self.xdp
+            .as_ref()
+            .map_or_else(Vec::new, |x| x.env.port_numbers().to_vec())
+    }
+
     /// Drops every packet from `ip/len` in the XDP program (AF_XDP data
     /// plane only); `None` lifts the block.
     pub fn xdp_block(

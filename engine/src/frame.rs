@@ -77,6 +77,11 @@ impl FrameEnv {
             && dst_ip.is_some_and(|ip| self.src_for(ip) == Some(ip))
     }
 
+    /// UDP port number of each global in-flight port.
+    pub fn port_numbers(&self) -> &[u16] {
+        &self.port_numbers
+    }
+
     fn src_for(&self, backend: IpAddr) -> Option<IpAddr> {
         match backend {
             IpAddr::V4(_) => self.src_v4.map(IpAddr::V4),

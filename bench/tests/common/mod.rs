@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod netns;
+
 use dnsrail_bench::backend::{Backend, BackendSpec};
 use dnsrail_engine::config::Config;
 use dnsrail_engine::engine::Engine;

@@ -1,0 +1,180 @@
+//! The namespace topology of `scripts/netns.sh` for tests: client, balancer
+//! and backends on one bridge. Torn down on drop, so also when a test fails.
+//! Needs root; [`Topo::up`] returns `None` (and says so on stderr) without.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const VIP4: &str = "10.99.0.53";
+pub const VIP6: &str = "fd99::53";
+pub const LB4: &str = "10.99.0.2";
+pub const CLIENT4: &str = "10.99.0.10";
+
+pub fn backend4(i: usize) -> String {
+    format!("10.99.0.{}", 20 + i)
+}
+
+pub fn backend6(i: usize) -> String {
+    format!("fd99::{}", 20 + i)
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/netns.sh")
+}
+
+pub struct Topo {
+    pub prefix: String,
+    children: Vec<Child>,
+}
+
+impl Topo {
+    /// Builds the topology `prefix` with `backends` backend namespaces, or
+    /// returns `None` when not root (the test then reports itself skipped).
+    pub fn up(prefix: &str, backends: usize) -> Option<Topo> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED: {prefix}: the AF_XDP tests need root (namespaces, XDP)");
+            return None;
+        }
+        let st = Command::new("bash")
+            .arg(script())
+            .args(["up", prefix, &backends.to_string()])
+            .status()
+            .expect("bash runs");
+        assert!(st.success(), "netns.sh up {prefix} failed");
+        Some(Topo {
+            prefix: prefix.to_string(),
+            children: Vec::new(),
+        })
+    }
+
+    pub fn ns(&self, host: &str) -> String {
+        format!("{}-{host}", self.prefix)
+    }
+
+    /// `ip netns exec NS program args…`, output captured.
+    pub fn exec(&self, host: &str, program: &str, args: &[&str]) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(host), program])
+            .args(args)
+            .output()
+            .expect("ip netns exec runs")
+    }
+
+    /// Starts a long-running process in a namespace, killed on drop.
+    pub fn spawn(&mut self, host: &str, program: &str, args: &[&str]) -> u32 {
+        let c = Command::new("ip")
+            .args(["netns", "exec", &self.ns(host), program])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ip netns exec spawns");
+        let pid = c.id();
+        self.children.push(c);
+        pid
+    }
+
+    /// A synthetic backend on `[::]:53` in namespace `be{i}` (stops by
+    /// itself after 300 s at the latest).
+    pub fn backend(&mut self, i: usize) {
+        self.spawn(
+            &format!("be{i}"),
+            env!("CARGO_BIN_EXE_dnsrail-bench"),
+            &[
+                "backend",
+                "--listen",
+                "[::]:53",
+                "--threads",
+                "1",
+                "--duration",
+                "300",
+            ],
+        );
+        let addr: SocketAddr = format!("{}:53", backend4(i)).parse().unwrap();
+        self.wait_udp("cli", addr);
+    }
+
+    /// Waits (bounded) until `addr` answers a DNS query sent from `host`.
+    pub fn wait_udp(&self, host: &str, addr: SocketAddr) {
+        let t0 = Instant::now();
+        let s = self.udp(
+            host,
+            if addr.is_ipv4() {
+                "0.0.0.0:0"
+            } else {
+                "[::]:0"
+            },
+        );
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut q = Vec::new();
+        dnsrail_bench::msg::query_for(0, 0x4242, &mut q);
+        let mut buf = [0u8; 512];
+        loop {
+            let _ = s.send_to(&q, addr);
+            if s.recv_from(&mut buf).is_ok() {
+                return;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "{addr} never answered"
+            );
+        }
+    }
+
+    /// Runs `f` on a thread inside namespace `host`: sockets it creates and
+    /// threads it starts (an engine's workers) live in that namespace.
+    pub fn within<T: Send + 'static>(
+        &self,
+        host: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        let path = format!("/run/netns/{}", self.ns(host));
+        std::thread::spawn(move || {
+            let ns = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            // SAFETY: setns on this thread only, with a valid namespace fd.
+            let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("namespace thread")
+    }
+
+    /// A UDP socket bound to `bind` inside namespace `host`.
+    pub fn udp(&self, host: &str, bind: &str) -> UdpSocket {
+        let bind = bind.to_string();
+        self.within(host, move || {
+            UdpSocket::bind(&bind).unwrap_or_else(|e| panic!("bind {bind}: {e}"))
+        })
+    }
+
+    /// dig from the client namespace, one try.
+    pub fn dig(&self, server: &str, args: &[&str]) -> String {
+        let at = format!("@{server}");
+        let mut a = vec![at.as_str(), "+notcp", "+tries=1", "+time=2"];
+        a.extend_from_slice(args);
+        let out = self.exec("cli", "dig", &a);
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+}
+
+impl Drop for Topo {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("bash")
+            .arg(script())
+            .args(["down", &self.prefix])
+            .status();
+    }
+}
