@@ -2,7 +2,7 @@
 # The test topology: one L2 segment (a bridge in its own namespace) joining a
 # client, the balancer and N backends, each in its own network namespace.
 #
-#   scripts/netns.sh up   [PREFIX] [BACKENDS]   (default: dr 2)
+#   scripts/netns.sh up   [PREFIX] [BACKENDS] [QUEUES]   (default: dr 2 1)
 #   scripts/netns.sh down [PREFIX]
 #
 # Namespaces: PREFIX-sw (bridge), PREFIX-cli, PREFIX-lb, PREFIX-be1..N.
@@ -17,6 +17,9 @@ set -euo pipefail
 cmd=${1:-}
 P=${2:-dr}
 N=${3:-2}
+# Queues of the balancer's veth pair: the sending side spreads flows over
+# its TX queues by hash, and veth delivers each on the same-numbered RX queue.
+Q=${4:-1}
 
 case "$P" in
 dr*) ;;
@@ -37,10 +40,12 @@ down() {
 
 # host NAME ADDR4 ADDR6 [EXTRA4 EXTRA6]: a namespace with eth0 on the bridge.
 host() {
-    local name=$1 a4=$2 a6=$3
+    local name=$1 a4=$2 a6=$3 q=1
     local ns="$P-$name"
+    [ "$name" = lb ] && q=$Q
     ip netns add "$ns"
-    ip link add eth0 netns "$ns" type veth peer name "$name" netns "$P-sw"
+    ip link add eth0 netns "$ns" numtxqueues "$q" numrxqueues "$q" type veth \
+        peer name "$name" netns "$P-sw" numtxqueues "$q" numrxqueues "$q"
     ip -n "$P-sw" link set "$name" master br0 up
     ip -n "$ns" link set lo up
     ip -n "$ns" addr add "$a4/24" dev eth0
@@ -71,5 +76,5 @@ up() {
 case "$cmd" in
 up) up ;;
 down) down ;;
-*) echo "usage: netns.sh up|down [PREFIX] [BACKENDS]" >&2; exit 2 ;;
+*) echo "usage: netns.sh up|down [PREFIX] [BACKENDS] [QUEUES]" >&2; exit 2 ;;
 esac

@@ -144,6 +144,79 @@ fn fifty_thousand_queries_lose_none_and_match_the_socket_plane_byte_for_byte() {
     }
 }
 
+#[test]
+fn two_queues_two_workers_answers_complete_across_queues() {
+    let Some(mut topo) = Topo::up_with_queues("drx7", 2, 2) else {
+        return;
+    };
+    topo.backend(1);
+    topo.backend(2);
+    // workers = 0: one per receive queue.
+    let e = start_in_lb(&topo, xdp_config(2, "ports_per_worker = 8"));
+    assert_eq!(e.worker_totals().len(), 2);
+    let vip: SocketAddr = format!("{VIP4}:53").parse().unwrap();
+    let report = topo.within("cli", move || {
+        let mut spec = LoadSpec::new(vip, 20_000);
+        spec.sockets = 16;
+        spec.max_outstanding = 500;
+        load::run(&spec).expect("load runs")
+    });
+    assert_eq!(report.lost, 0, "{}", report.summary());
+    wait_for(&e, "all answers counted", |t| t.answers >= 20_000);
+    let per: Vec<_> = e.worker_totals();
+    // A worker that answered more or fewer than it forwarded completed
+    // queries another worker sent: the in-flight table is shared.
+    let crossed = per.iter().any(|t| {
+        let sent: u64 = t.backend_sent.iter().sum();
+        t.answers != sent
+    });
+    let seen: Vec<(u64, u64)> = per
+        .iter()
+        .map(|t| (t.backend_sent.iter().sum(), t.answers))
+        .collect();
+    eprintln!("(forwarded, answered) per worker: {seen:?}");
+    assert!(
+        crossed,
+        "no answer crossed queues (sent, answered) per worker: {seen:?}"
+    );
+}
+
+#[test]
+fn a_blocked_prefix_is_dropped_in_xdp_and_released() {
+    let Some(mut topo) = Topo::up("drx8", 1) else {
+        return;
+    };
+    topo.backend(1);
+    let e = start_in_lb(&topo, xdp_config(1, ""));
+    assert!(topo
+        .dig(VIP4, &["before.example", "A"])
+        .contains("192.0.2.1"));
+    // 10.99.0.8/30 holds the client (.10), not the backend (.21).
+    let net: std::net::IpAddr = "10.99.0.8".parse().unwrap();
+    e.xdp_block(net, 30, Some(1)).unwrap();
+    let queries_before = e.totals().queries;
+    let out = topo.dig(VIP4, &["blocked.example", "A"]);
+    assert!(out.contains("timed out"), "{out}");
+    let x = e.xdp_counters().unwrap();
+    assert!(x.blocked >= 1, "{x:?}");
+    assert_eq!(e.totals().queries, queries_before, "userspace never saw it");
+    // Other traffic from elsewhere is untouched: the backend still answers
+    // (its answers come from 10.99.0.21); lifting the block restores service.
+    e.xdp_block(net, 30, None).unwrap();
+    assert!(topo
+        .dig(VIP4, &["after.example", "A"])
+        .contains("192.0.2.1"));
+    // The engine's API refuses the block map on the socket data plane.
+    let sock = start_in_lb(
+        &topo,
+        xdp_config(1, "")
+            .replace("io = \"xdp\"", "io = \"socket\"")
+            .replace(&format!("{VIP4}:53"), &format!("{LB4}:5300"))
+            .replace(&format!("[{VIP6}]:53"), "[fd99::2]:5300"),
+    );
+    assert!(sock.xdp_block(net, 30, Some(1)).is_err());
+}
+
 fn roundtrip(s: &UdpSocket, to: SocketAddr, q: &[u8], buf: &mut [u8]) -> usize {
     s.send_to(q, to).unwrap();
     let (n, from) = s.recv_from(buf).unwrap_or_else(|e| panic!("{to}: {e}"));

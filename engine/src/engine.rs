@@ -456,6 +456,15 @@ impl Engine {
         Totals::of(&self.stats)
     }
 
+    /// Each worker's own counters (a query and its answer may be counted by
+    /// different workers when they arrive on different queues).
+    pub fn worker_totals(&self) -> Vec<Totals> {
+        self.stats
+            .iter()
+            .map(|s| Totals::of(std::slice::from_ref(s)))
+            .collect()
+    }
+
     /// Queries waiting for an answer, over all workers and backends.
     pub fn in_flight(&self) -> u64 {
         (0..self.stats.len())

@@ -37,6 +37,11 @@ impl Topo {
     /// Builds the topology `prefix` with `backends` backend namespaces, or
     /// returns `None` when not root (the test then reports itself skipped).
     pub fn up(prefix: &str, backends: usize) -> Option<Topo> {
+        Topo::up_with_queues(prefix, backends, 1)
+    }
+
+    /// As [`Topo::up`], with `queues` receive queues on the balancer's eth0.
+    pub fn up_with_queues(prefix: &str, backends: usize, queues: usize) -> Option<Topo> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             eprintln!("SKIPPED: {prefix}: the AF_XDP tests need root (namespaces, XDP)");
@@ -44,7 +49,7 @@ impl Topo {
         }
         let st = Command::new("bash")
             .arg(script())
-            .args(["up", prefix, &backends.to_string()])
+            .args(["up", prefix, &backends.to_string(), &queues.to_string()])
             .status()
             .expect("bash runs");
         assert!(st.success(), "netns.sh up {prefix} failed");

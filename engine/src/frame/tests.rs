@@ -731,3 +731,54 @@ fn an_environment_short_of_ports_drops_instead_of_panicking() {
         "the dropped ones hold no slot"
     );
 }
+
+#[test]
+fn answers_are_told_from_queries_by_port_and_our_address() {
+    let r = rig();
+    let be: SocketAddr = "10.9.0.11:53".parse().unwrap();
+    let ours = SocketAddr::new(IpAddr::V4(SRC4), PORTS[1]);
+    let ours6: SocketAddr = format!("[2001:db8:9::1]:{}", PORTS[0]).parse().unwrap();
+    let a = frame(be, ours, B1_MAC, LOCAL_MAC, b"x");
+    assert!(r.env.is_answer(&a));
+    let a6 = frame(
+        "[2001:db8:9::11]:53".parse().unwrap(),
+        ours6,
+        B2_MAC,
+        LOCAL_MAC,
+        b"x",
+    );
+    assert!(r.env.is_answer(&a6));
+    // Our port on another address, another port on our address, a query.
+    let other_ip = frame(
+        be,
+        SocketAddr::new("10.9.0.2".parse().unwrap(), PORTS[1]),
+        B1_MAC,
+        LOCAL_MAC,
+        b"x",
+    );
+    assert!(!r.env.is_answer(&other_ip));
+    let other_port = frame(
+        be,
+        SocketAddr::new(IpAddr::V4(SRC4), 40002),
+        B1_MAC,
+        LOCAL_MAC,
+        b"x",
+    );
+    assert!(!r.env.is_answer(&other_port));
+    let q = frame(
+        "198.51.100.7:1000".parse().unwrap(),
+        VIP4.parse().unwrap(),
+        CLIENT_MAC,
+        LOCAL_MAC,
+        b"x",
+    );
+    assert!(!r.env.is_answer(&q));
+    // Short and non-IP frames are not answers (and do not panic).
+    for n in 0..a.len() {
+        let _ = r.env.is_answer(&a[..n]);
+    }
+    assert!(!r.env.is_answer(&a[..20]));
+    let mut arp = a.clone();
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    assert!(!r.env.is_answer(&arp));
+}

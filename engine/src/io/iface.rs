@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::{bail, Context};
 
-use crate::config::parse_mac;
+use crate::io::netlink::Netlink;
 use crate::snapshot::Mac;
 
 #[derive(Clone, Debug)]
@@ -26,19 +26,10 @@ impl Iface {
         if index == 0 {
             bail!("no interface named {name:?}");
         }
-        let sys = format!("/sys/class/net/{name}");
-        let mac_text = std::fs::read_to_string(format!("{sys}/address"))
-            .with_context(|| format!("cannot read the MAC of {name}"))?;
-        let mac = parse_mac(mac_text.trim())
-            .with_context(|| format!("{name} has no Ethernet address ({})", mac_text.trim()))?;
-        let rx_queues = std::fs::read_dir(format!("{sys}/queues"))
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
-                    .count() as u32
-            })
-            .unwrap_or(1)
-            .max(1);
+        let (mac, rx_queues) = Netlink::open()
+            .and_then(|mut nl| nl.link(index))
+            .with_context(|| format!("cannot read the link of {name}"))?;
+        let mac = mac.with_context(|| format!("{name} has no Ethernet address"))?;
         Ok(Iface {
             name: name.to_string(),
             index,

@@ -12,6 +12,8 @@ use crate::snapshot::Mac;
 const NLMSG_HDR: usize = 16;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
+const RTM_NEWLINK: u16 = 16;
+const RTM_GETLINK: u16 = 18;
 const RTM_NEWROUTE: u16 = 24;
 const RTM_GETROUTE: u16 = 26;
 const RTM_NEWNEIGH: u16 = 28;
@@ -22,6 +24,8 @@ const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
 const RTA_PREFSRC: u16 = 7;
+const IFLA_ADDRESS: u16 = 1;
+const IFLA_NUM_RX_QUEUES: u16 = 32;
 const NDA_DST: u16 = 1;
 const NDA_LLADDR: u16 = 2;
 /// Neighbour states whose link-layer address can be used.
@@ -196,6 +200,33 @@ impl Netlink {
                 }
             }
         }
+    }
+
+    /// The link-layer address and receive-queue count of interface
+    /// `ifindex` (`ip link show`). Asked over netlink, not read from /sys:
+    /// /sys shows the namespace it was mounted in, a socket the namespace
+    /// of the thread that opened it.
+    pub fn link(&mut self, ifindex: u32) -> io::Result<(Option<Mac>, u32)> {
+        // struct ifinfomsg: family, pad, type(2), index(4), flags(4), change(4)
+        let mut body = vec![libc::AF_UNSPEC as u8, 0, 0, 0];
+        body.extend_from_slice(&(ifindex as i32).to_ne_bytes());
+        body.extend_from_slice(&[0; 8]);
+        let mut out = (None, 1);
+        self.ask(RTM_GETLINK, 0, &body, |ty, b| {
+            if ty != RTM_NEWLINK {
+                return;
+            }
+            for (t, d) in attrs(b, 16) {
+                match t {
+                    IFLA_ADDRESS if d.len() == 6 => out.0 = Some(<Mac>::try_from(d).unwrap()),
+                    IFLA_NUM_RX_QUEUES if d.len() == 4 => {
+                        out.1 = u32::from_ne_bytes(d.try_into().unwrap()).max(1)
+                    }
+                    _ => {}
+                }
+            }
+        })?;
+        Ok(out)
     }
 
     /// `ip route get ADDR`.
