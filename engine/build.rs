@@ -2,30 +2,9 @@
 //! the engine embeds (`include_bytes!`), so the binary carries its own
 //! program and needs no file at run time.
 
-use std::env;
-use std::path::PathBuf;
-use std::process::Command;
+include!("bpf/cc.rs");
 
 fn main() {
-    let src = "bpf/dnsrail_xdp.c";
-    println!("cargo:rerun-if-changed={src}");
-    let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("dnsrail_xdp.o");
-    // <asm/types.h> lives under the multiarch directory on Debian.
-    let multiarch = Command::new("gcc")
-        .arg("-dumpmachine")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|| "x86_64-linux-gnu".into());
-    let status = Command::new("clang")
-        .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror"])
-        .arg(format!("-I/usr/include/{multiarch}"))
-        .args(["-c", src, "-o"])
-        .arg(&out)
-        .status()
-        .unwrap_or_else(|e| {
-            panic!("cannot run clang ({e}): the XDP program needs clang and libbpf-dev; run scripts/setup.sh")
-        });
-    assert!(status.success(), "clang failed to compile {src}");
+    println!("cargo:rerun-if-changed=bpf/cc.rs");
+    compile_bpf("bpf/dnsrail_xdp.c", "dnsrail_xdp.o");
 }

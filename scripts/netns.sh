@@ -59,6 +59,13 @@ host() {
     # a data plane that forwards frames needs them complete, as on a wire.
     ip netns exec "$ns" ethtool -K eth0 tx off >/dev/null 2>&1 || true
     ip -n "$ns" link set eth0 up
+    # RPS_CPUS (hex mask, benchmarks): process frames entering the switch on
+    # these CPUs. On veth the sender's CPU otherwise carries the whole path
+    # (bridge, the receiver's stack) inside its own system call, which would
+    # bill the balancer for the simulated network.
+    if [ -n "${RPS_CPUS:-}" ]; then
+        ip netns exec "$P-sw" sh -c "echo $RPS_CPUS > /sys/class/net/$name/queues/rx-0/rps_cpus"
+    fi
 }
 
 up() {
@@ -66,6 +73,11 @@ up() {
     ip netns add "$P-sw"
     ip -n "$P-sw" link add br0 type bridge
     ip -n "$P-sw" link set br0 up
+    # A plain switch: no iptables on bridged frames (br_netfilter, when
+    # loaded, would run them, in the sender's context).
+    for t in iptables ip6tables arptables; do
+        ip netns exec "$P-sw" sysctl -qw "net.bridge.bridge-nf-call-$t=0" 2>/dev/null || true
+    done
     host cli 10.99.0.10 fd99::10
     host lb 10.99.0.2 fd99::2 10.99.0.53/24 fd99::53/64
     for i in $(seq 1 "$N"); do

@@ -4,3 +4,4 @@
 pub mod backend;
 pub mod load;
 pub mod msg;
+pub mod xdp_backend;

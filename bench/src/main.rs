@@ -43,6 +43,18 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         duration: u64,
     },
+    /// Answer DNS queries in XDP on an interface (NOERROR, no records)
+    /// until SIGINT/SIGTERM or --duration: a backend that is never the limit.
+    XdpBackend {
+        #[arg(long)]
+        interface: String,
+        /// Attach in native (driver) mode instead of generic mode.
+        #[arg(long)]
+        native: bool,
+        /// Stop after this many seconds (0 = until a signal).
+        #[arg(long, default_value_t = 0)]
+        duration: u64,
+    },
     /// Send a bounded load and print what came back.
     Load {
         #[arg(long)]
@@ -63,6 +75,21 @@ enum Cmd {
         #[arg(long, default_value_t = 100.0)]
         max_loss_pct: f64,
     },
+}
+
+/// Returns on SIGINT/SIGTERM or after `duration` seconds (0 = no limit).
+fn wait_for_stop(duration: u64) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let t0 = Instant::now();
+    while !stop.load(Ordering::Relaxed)
+        && (duration == 0 || t0.elapsed() < Duration::from_secs(duration))
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -96,18 +123,19 @@ fn main() -> anyhow::Result<()> {
                 delay_fraction,
             })?;
             println!("backend listening on {}", b.addr);
-            let stop = Arc::new(AtomicBool::new(false));
-            for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-                signal_hook::flag::register(sig, stop.clone())?;
-            }
-            let t0 = Instant::now();
-            while !stop.load(Ordering::Relaxed)
-                && (duration == 0 || t0.elapsed() < Duration::from_secs(duration))
-            {
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            wait_for_stop(duration)?;
             println!("backend {}: {} queries", b.addr, b.queries());
             b.stop();
+        }
+        Cmd::XdpBackend {
+            interface,
+            native,
+            duration,
+        } => {
+            let mut r = dnsrail_bench::xdp_backend::XdpResponder::attach(&interface, native)?;
+            println!("xdp backend answering on {interface}");
+            wait_for_stop(duration)?;
+            println!("xdp backend {interface}: {} queries", r.answered());
         }
         Cmd::Load {
             target,
