@@ -217,6 +217,44 @@ fn a_blocked_prefix_is_dropped_in_xdp_and_released() {
     assert!(sock.xdp_block(net, 30, Some(1)).is_err());
 }
 
+#[test]
+fn reload_replacing_a_backend_under_load_loses_nothing() {
+    let Some(mut topo) = Topo::up("drx9", 3) else {
+        return;
+    };
+    for i in 1..=3 {
+        topo.backend(i);
+    }
+    // be1 + be2 first; the reload swaps be2 for be3 while queries to be2
+    // are in flight (its answers then come from a backend no longer listed).
+    let two = xdp_config(2, "");
+    let e = start_in_lb(&topo, two.clone());
+    let vip: SocketAddr = format!("{VIP4}:53").parse().unwrap();
+    let load = {
+        let t = Topo::clone_handle(&topo);
+        std::thread::spawn(move || {
+            t.within("cli", move || {
+                let mut spec = LoadSpec::new(vip, 60_000);
+                spec.rate = 20_000;
+                spec.max_outstanding = 2_000;
+                load::run(&spec).expect("load runs")
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1_200));
+    let three = two
+        .replace(&backend4(2), &backend4(3))
+        .replace("name = \"be2\"", "name = \"be3\"");
+    e.reload(Config::parse(&three, "reload.toml").unwrap());
+    let report = load.join().unwrap();
+    assert_eq!(report.lost, 0, "{}", report.summary());
+    let t = e.totals();
+    assert_eq!(t.drop_count(DropReason::WrongSource), 0, "{t:?}");
+    let snap = e.snapshot();
+    let be3 = snap.live_backends().find(|b| b.name == "be3").unwrap();
+    assert!(t.backend_answered[usize::from(be3.id)] > 1_000, "{t:?}");
+}
+
 fn roundtrip(s: &UdpSocket, to: SocketAddr, q: &[u8], buf: &mut [u8]) -> usize {
     s.send_to(q, to).unwrap();
     let (n, from) = s.recv_from(buf).unwrap_or_else(|e| panic!("{to}: {e}"));

@@ -22,7 +22,7 @@ use crate::io::socket::{bind_frontend, SocketWorker};
 use crate::io::xdp::neighbours::Resolver;
 use crate::io::xdp::worker::{XskSpec, XskWorker};
 use crate::io::xdp::{XdpCounters, XdpPlane};
-use crate::snapshot::{Overrides, Registry, Snapshot, MAX_BACKENDS};
+use crate::snapshot::{BackendId, Overrides, Registry, Snapshot, MAX_BACKENDS};
 use crate::stats::{Totals, WorkerStats};
 
 /// What workers share with the engine.
@@ -49,18 +49,31 @@ struct Control {
     resolved: HashMap<SocketAddr, SocketAddr>,
     /// The AF_XDP plane, whose frontend maps follow the snapshot.
     xdp: Option<Arc<XdpPlane>>,
+    /// Backends removed or readdressed by a reload, with when: answers to
+    /// queries sent before it stay acceptable for `timeout + 1 s`.
+    retired: Vec<(BackendId, SocketAddr, Instant)>,
 }
 
 impl Control {
     /// Builds a snapshot of the current state and swaps it in.
     fn publish(&mut self, shared: &Shared) {
         self.generation += 1;
-        let snap = Snapshot::build(
+        let mut snap = Snapshot::build(
             &self.config,
             &mut self.registry,
             &self.overrides,
             self.generation,
         );
+        let old = shared.snapshot.load();
+        let now = Instant::now();
+        for b in old.live_backends() {
+            if snap.backend(b.id).map(|n| n.addr) != Some(b.addr) {
+                self.retired.push((b.id, b.addr, now));
+            }
+        }
+        let keep = Duration::from_nanos(snap.timeout_ns) + Duration::from_secs(1);
+        self.retired.retain(|r| now.duration_since(r.2) <= keep);
+        snap.retired = self.retired.iter().map(|&(id, a, _)| (id, a)).collect();
         info!(
             generation = snap.generation,
             backends = snap.live_backends().count(),
@@ -239,6 +252,7 @@ impl Engine {
             generation: 1,
             resolved: HashMap::new(),
             xdp: Some(plane.clone()),
+            retired: Vec::new(),
         }));
         threads.push(Self::spawn_neighbours(
             resolver,
@@ -255,8 +269,11 @@ impl Engine {
         })
     }
 
-    /// Refreshes next-hop MACs every second and publishes a snapshot when
-    /// one changes (a backend becomes reachable, or moves).
+    /// Refreshes next-hop MACs every second, at once after a new snapshot
+    /// (a reload may add backends), and every 100 ms for 3 s after that while
+    /// some backend has none (resolution was just prodded; a backend that
+    /// stays unresolved is then prodded once a second, not ten times);
+    /// publishes a snapshot when one changes.
     fn spawn_neighbours(
         mut resolver: Resolver,
         shared: Arc<Shared>,
@@ -265,14 +282,23 @@ impl Engine {
         Ok(std::thread::Builder::new()
             .name("dnsrail-neigh".into())
             .spawn(move || {
+                let mut last = Instant::now();
+                let mut seen_generation = shared.snapshot.load().generation;
+                let mut missing = false;
+                let mut fast_until = Instant::now() + Duration::from_secs(3);
                 while !shared.stop.load(Ordering::Relaxed) {
-                    for _ in 0..10 {
-                        if shared.stop.load(Ordering::Relaxed) {
-                            return;
-                        }
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
+                    std::thread::sleep(Duration::from_millis(100));
                     let snap = shared.snapshot.load_full();
+                    if snap.generation != seen_generation {
+                        fast_until = Instant::now() + Duration::from_secs(3);
+                    }
+                    let due = last.elapsed() >= Duration::from_secs(1)
+                        || snap.generation != seen_generation
+                        || (missing && Instant::now() < fast_until);
+                    if !due {
+                        continue;
+                    }
+                    last = Instant::now();
                     let known = control
                         .lock()
                         .unwrap()
@@ -281,10 +307,13 @@ impl Engine {
                         .clone()
                         .unwrap_or_default();
                     let fresh = resolver.resolve(&snap, &known);
+                    missing = fresh.len() < snap.live_backends().count();
+                    seen_generation = snap.generation;
                     if fresh != known {
                         let mut c = control.lock().unwrap();
                         c.overrides.neighbours = Some(fresh);
                         c.publish(&shared);
+                        seen_generation = shared.snapshot.load().generation;
                     }
                 }
             })?)
@@ -372,6 +401,7 @@ impl Engine {
                 generation: 1,
                 resolved,
                 xdp: None,
+                retired: Vec::new(),
             })),
             xdp: None,
         })

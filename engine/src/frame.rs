@@ -272,9 +272,7 @@ impl Core {
         }
         let from = p.src;
         let msg = &mut frame[p.payload_off..p.payload_off + p.payload_len];
-        let out = self.answer(msg, port, now_ns, |b| {
-            snap.backend(b).is_some_and(|be| be.addr == from)
-        });
+        let out = self.answer(msg, port, now_ns, |b| snap.answer_source_ok(b, from));
         match out {
             AnswerOutcome::ToClient { pending, delta } => {
                 let Some(fe) = snap.frontend(pending.frontend) else {

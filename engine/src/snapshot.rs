@@ -119,6 +119,10 @@ pub struct Snapshot {
     pub rules: Arc<RuleSet>,
     /// 0 = do not clamp.
     pub edns_max: u16,
+    /// Backends a reload removed (or readdressed) recently, by id and old
+    /// address: their answers to queries sent before the reload are still
+    /// accepted (frame mode checks the source against this too).
+    pub retired: Vec<(BackendId, SocketAddr)>,
 }
 
 impl Snapshot {
@@ -224,7 +228,16 @@ impl Snapshot {
                 .clone()
                 .unwrap_or_else(|| Arc::new(RuleSet::empty())),
             edns_max: cfg.engine.edns_max_payload,
+            retired: Vec::new(),
         }
+    }
+
+    /// Whether an answer from `from` may complete a query sent to backend
+    /// `id`: its current address, or the address it had before a reload.
+    #[inline]
+    pub fn answer_source_ok(&self, id: BackendId, from: SocketAddr) -> bool {
+        self.backend(id).is_some_and(|be| be.addr == from)
+            || self.retired.iter().any(|&(r, a)| r == id && a == from)
     }
 
     #[inline]

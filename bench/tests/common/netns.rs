@@ -59,6 +59,14 @@ impl Topo {
         })
     }
 
+    /// A second handle on the same topology for another thread; it neither
+    /// owns processes nor tears anything down.
+    pub fn clone_handle(t: &Topo) -> TopoRef {
+        TopoRef {
+            prefix: t.prefix.clone(),
+        }
+    }
+
     pub fn ns(&self, host: &str) -> String {
         format!("{}-{host}", self.prefix)
     }
@@ -141,16 +149,7 @@ impl Topo {
         host: &str,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> T {
-        let path = format!("/run/netns/{}", self.ns(host));
-        std::thread::spawn(move || {
-            let ns = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            // SAFETY: setns on this thread only, with a valid namespace fd.
-            let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("namespace thread")
+        within_ns(format!("/run/netns/{}", self.ns(host)), f)
     }
 
     /// A UDP socket bound to `bind` inside namespace `host`.
@@ -182,4 +181,31 @@ impl Drop for Topo {
             .args(["down", &self.prefix])
             .status();
     }
+}
+
+/// A non-owning handle on a topology (see [`Topo::clone_handle`]).
+pub struct TopoRef {
+    prefix: String,
+}
+
+impl TopoRef {
+    pub fn within<T: Send + 'static>(
+        &self,
+        host: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        within_ns(format!("/run/netns/{}-{host}", self.prefix), f)
+    }
+}
+
+fn within_ns<T: Send + 'static>(path: String, f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        let ns = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // SAFETY: setns on this thread only, with a valid namespace fd.
+        let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .expect("namespace thread")
 }
