@@ -5,7 +5,8 @@
 #   direct   one synthetic backend (10.99.0.21:53)
 #   xdp      dnsrail, AF_XDP data plane, VIP 10.99.0.53:53, two backends
 #   socket   dnsrail, socket data plane, 10.99.0.2:5300, same two backends
-# For each: the highest offered rate with >= 99 % answered; for the two
+# For each: the highest offered rate with >= 99 % answered, dnsperf's
+# closed-loop rate and latency; for the two
 # balancers, engine CPU microseconds per query at a fixed 50 k qps
 # (adaptive polling). Prints a markdown table. Needs root. Bounded: every
 # step has a fixed duration; namespaces are removed on exit.
@@ -121,6 +122,17 @@ sweep() {
     echo "$best $limit"
 }
 
+# perf IP PORT -> "qps avg_latency_us completed_pct": dnsperf, closed loop
+# (4 clients, up to 500 queries outstanding), SECS seconds.
+perf() {
+    ip netns exec "$P-cli" timeout $((SECS + 20)) dnsperf -s "$1" -p "$2" -d "$WORK/queries.txt" \
+        -l "$SECS" -c 4 -T 1 -q 500 2>&1 | awk '
+        /Queries completed:/ { gsub(/[()%]/, "", $4); pct = $4 }
+        /Queries per second:/ { qps = $4 }
+        /Average Latency/ { lat = $4 * 1e6 }
+        END { printf "%.0f %.0f %s\n", qps, lat, pct }'
+}
+
 # cpu NAME IP PORT -> µs of engine CPU per answered query at CPU_RATE
 cpu() {
     local hz t0 t1
@@ -134,15 +146,18 @@ cpu() {
 
 echo "sweep: rates $RATES, $SECS s each; CPU at $CPU_RATE qps for $CPU_SECS s; $BACKEND backends" >&2
 read -r direct direct_lim < <(sweep direct 10.99.0.21 53)
+read -r direct_pq direct_pl direct_pp < <(perf 10.99.0.21 53)
 
 start_engine xdp
 read -r xdp xdp_lim < <(sweep xdp 10.99.0.53 53)
+read -r xdp_pq xdp_pl xdp_pp < <(perf 10.99.0.53 53)
 xdp_cpu=$(cpu xdp 10.99.0.53 53)
 idle0=$(cpu_ticks "$ENGINE_PID"); sleep 5; idle1=$(cpu_ticks "$ENGINE_PID")
 stop_engine
 
 start_engine socket
 read -r sock sock_lim < <(sweep socket 10.99.0.2 5300)
+read -r sock_pq sock_pl sock_pp < <(perf 10.99.0.2 5300)
 sock_cpu=$(cpu socket 10.99.0.2 5300)
 stop_engine
 
@@ -150,11 +165,11 @@ ratio=$(awk -v a="$xdp" -v b="$sock" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0)
 cpu_ratio=$(awk -v a="${xdp_cpu%% *}" -v b="${sock_cpu%% *}" 'BEGIN { printf "%.2f", (a > 0 ? b / a : 0) }')
 cat <<TABLE
 
-| path | max qps, >= 99 % answered | limited by | engine CPU us/query at $CPU_RATE qps |
-|---|---|---|---|
-| direct to one backend | $direct | $direct_lim | - |
-| dnsrail AF_XDP (2 backends) | $xdp | $xdp_lim | $xdp_cpu |
-| dnsrail sockets (2 backends) | $sock | $sock_lim | $sock_cpu |
+| path | kxdpgun: max qps, >= 99 % answered | limited by | dnsperf: qps (avg latency, completed) | engine CPU us/query at $CPU_RATE qps |
+|---|---|---|---|---|
+| direct to one backend | $direct | $direct_lim | $direct_pq (${direct_pl} us, $direct_pp %) | - |
+| dnsrail AF_XDP (2 backends) | $xdp | $xdp_lim | $xdp_pq (${xdp_pl} us, $xdp_pp %) | $xdp_cpu |
+| dnsrail sockets (2 backends) | $sock | $sock_lim | $sock_pq (${sock_pl} us, $sock_pp %) | $sock_cpu |
 
 AF_XDP / sockets max-rate ratio: $ratio (target >= 2); CPU-per-query ratio (sockets / AF_XDP): $cpu_ratio.
 "limited by": path = a step lost more than 1 % (balancer or backend saturated);
