@@ -486,6 +486,11 @@ impl Engine {
         Totals::of(&self.stats)
     }
 
+    /// The workers' counters, raw (the control socket's report).
+    pub fn worker_stats(&self) -> &[Arc<WorkerStats>] {
+        &self.stats
+    }
+
     /// Each worker's own counters (a query and its answer may be counted by
     /// different workers when they arrive on different queues).
     pub fn worker_totals(&self) -> Vec<Totals> {

@@ -8,6 +8,7 @@
 //! running engine (workers, reload, stop).
 
 pub mod config;
+pub mod control;
 pub mod core;
 pub mod engine;
 pub mod frame;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use dnsrail_engine::config::Config;
+use dnsrail_engine::control::ControlServer;
 use dnsrail_engine::engine::Engine;
 use dnsrail_engine::stats::{quantile_us, Totals};
 use tracing::{error, info};
@@ -24,6 +25,10 @@ struct Args {
     /// Validate the configuration and exit.
     #[arg(long)]
     check: bool,
+    /// Serve the control protocol on this unix socket (the control process,
+    /// `dnsrailctl serve`, attaches here).
+    #[arg(long)]
+    control: Option<PathBuf>,
 }
 
 fn main() {
@@ -50,11 +55,25 @@ fn main() {
     }
     let interval = cfg.engine.stats_interval_s;
     let engine = match Engine::start(cfg) {
-        Ok(e) => e,
+        Ok(e) => Arc::new(e),
         Err(e) => {
             eprintln!("dnsrail: {e:#}");
             std::process::exit(1);
         }
+    };
+    let control = match &args.control {
+        Some(path) => match ControlServer::start(
+            path,
+            Arc::downgrade(&engine),
+            args.config.display().to_string(),
+        ) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("dnsrail: {e:#}");
+                std::process::exit(1);
+            }
+        },
+        None => None,
     };
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -105,7 +124,9 @@ fn main() {
             "final XDP program counters"
         );
     }
-    engine.stop();
+    drop(control);
+    // The last reference: dropping it stops and joins the workers.
+    drop(engine);
 }
 
 /// One line: rates, drops by reason, latency percentiles, per-backend counts.

@@ -1,0 +1,471 @@
+//! The engine's control socket: a unix stream socket on which the control
+//! process (`dnsrailctl serve`) sends one JSON request per line and reads one
+//! JSON response per line. Versioned (`PROTOCOL`): a ctl that speaks another
+//! version is told so by `hello` and refuses to attach.
+//!
+//! The engine keeps forwarding whatever happens here: a ctl that dies leaves
+//! the engine with its last state, and a new ctl attaches by connecting.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::stats::{bucket_floor, DropReason, HIST_BUCKETS};
+
+pub const PROTOCOL: u32 = 1;
+
+/// Longest request line accepted (a reload path, a backend name).
+const MAX_LINE: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Hello,
+    Stats,
+    /// Health, drain and weight of one backend (each optional).
+    SetBackend {
+        name: String,
+        #[serde(default)]
+        up: Option<bool>,
+        #[serde(default)]
+        drained: Option<bool>,
+        #[serde(default)]
+        weight: Option<u32>,
+    },
+    /// Re-read a configuration file (default: the one the engine runs).
+    Reload {
+        #[serde(default)]
+        path: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hello: Option<Hello>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Report>,
+}
+
+impl Response {
+    fn ok() -> Response {
+        Response {
+            ok: true,
+            ..Response::default()
+        }
+    }
+
+    fn err(e: impl std::fmt::Display) -> Response {
+        Response {
+            ok: false,
+            error: Some(e.to_string()),
+            ..Response::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Hello {
+    pub protocol: u32,
+    pub pid: u32,
+    pub io: String,
+    pub config: String,
+    pub generation: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct BackendReport {
+    pub name: String,
+    pub address: String,
+    pub pools: Vec<String>,
+    pub weight: u32,
+    pub up: bool,
+    pub drained: bool,
+    /// AF_XDP: next hop resolved.
+    pub reachable: bool,
+    pub usable: bool,
+    pub sent: u64,
+    pub answered: u64,
+    pub timeouts: u64,
+    pub errors: u64,
+    /// RCODE name → answers, non-zero only.
+    pub rcodes: BTreeMap<String, u64>,
+    /// Latency histogram: counts per bucket of `Report::latency_bounds_us`.
+    pub latency: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct FrontendReport {
+    pub listen: String,
+    pub pool: String,
+    pub queries: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Report {
+    pub pid: u32,
+    pub io: String,
+    pub generation: u64,
+    pub uptime_s: f64,
+    pub workers: usize,
+    pub queries: u64,
+    pub answers: u64,
+    pub local_replies: u64,
+    pub in_flight: u64,
+    /// Every drop reason, zero included (stable series for metrics).
+    pub drops: BTreeMap<String, u64>,
+    pub frontends: Vec<FrontendReport>,
+    pub backends: Vec<BackendReport>,
+    /// Upper bound (µs, exclusive) of each latency bucket.
+    pub latency_bounds_us: Vec<u64>,
+    /// Rule name → hits (rules of the running set, in order).
+    pub rules: Vec<(String, u64)>,
+    /// AF_XDP: what the XDP program did.
+    pub xdp: Option<XdpReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+pub struct XdpReport {
+    pub queries: u64,
+    pub answers: u64,
+    pub blocked: u64,
+    pub passed: u64,
+}
+
+const RCODES: [&str; 16] = [
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET",
+    "NXRRSET", "NOTAUTH", "NOTZONE", "DSOTYPENI", "RCODE12", "RCODE13", "RCODE14", "RCODE15",
+];
+
+/// Builds the report of a running engine.
+pub fn report(e: &Engine, started: Instant) -> Report {
+    let snap = e.snapshot();
+    let stats = e.worker_stats();
+    let sum = |f: &dyn Fn(&crate::stats::WorkerStats) -> u64| stats.iter().map(|w| f(w)).sum();
+    let mut drops = BTreeMap::new();
+    for &r in DropReason::ALL {
+        drops.insert(
+            r.name().to_string(),
+            stats.iter().map(|w| w.drops_of(r)).sum(),
+        );
+    }
+    let frontends = snap
+        .live_frontends()
+        .map(|f| FrontendReport {
+            listen: f.listen.to_string(),
+            pool: snap.pools[usize::from(f.pool)].name.clone(),
+            queries: stats
+                .iter()
+                .map(|w| w.frontend_queries[usize::from(f.id)].get())
+                .sum(),
+        })
+        .collect();
+    let backends = snap
+        .live_backends()
+        .map(|b| {
+            let i = usize::from(b.id);
+            let bs = |f: &dyn Fn(&crate::stats::BackendStats) -> u64| -> u64 {
+                stats.iter().map(|w| f(&w.backends[i])).sum()
+            };
+            let mut rcodes = BTreeMap::new();
+            for (code, name) in RCODES.iter().enumerate() {
+                let n = bs(&|s| s.rcodes[code].get());
+                if n > 0 {
+                    rcodes.insert(name.to_string(), n);
+                }
+            }
+            let mut latency = vec![0u64; HIST_BUCKETS];
+            for w in stats {
+                for (j, c) in w.backends[i].latency.buckets.iter().enumerate() {
+                    latency[j] += c.get();
+                }
+            }
+            BackendReport {
+                name: b.name.clone(),
+                address: b.addr.to_string(),
+                pools: snap
+                    .pools
+                    .iter()
+                    .filter(|p| p.members.contains(&b.id))
+                    .map(|p| p.name.clone())
+                    .collect(),
+                weight: b.weight,
+                up: b.up,
+                drained: b.drained,
+                reachable: b.reachable,
+                usable: b.usable(),
+                sent: bs(&|s| s.sent.get()),
+                answered: bs(&|s| s.answered.get()),
+                timeouts: bs(&|s| s.timeouts.get()),
+                errors: bs(&|s| s.errors.get()),
+                rcodes,
+                latency,
+            }
+        })
+        .collect();
+    Report {
+        pid: std::process::id(),
+        io: format!("{:?}", e.io()).to_lowercase(),
+        generation: snap.generation,
+        uptime_s: started.elapsed().as_secs_f64(),
+        workers: stats.len(),
+        queries: sum(&|w| w.queries.get()),
+        answers: sum(&|w| w.answers.get()),
+        local_replies: sum(&|w| w.local_replies.get()),
+        in_flight: e.in_flight(),
+        drops,
+        frontends,
+        backends,
+        latency_bounds_us: (1..=HIST_BUCKETS).map(bucket_floor).collect(),
+        rules: snap.rules.hit_counts(),
+        xdp: e.xdp_counters().map(|x| XdpReport {
+            queries: x.queries,
+            answers: x.answers,
+            blocked: x.blocked,
+            passed: x.passed,
+        }),
+    }
+}
+
+/// Carries out one request.
+pub fn handle(e: &Engine, req: Request, config_path: &str, started: Instant) -> Response {
+    match req {
+        Request::Hello => Response {
+            hello: Some(Hello {
+                protocol: PROTOCOL,
+                pid: std::process::id(),
+                io: format!("{:?}", e.io()).to_lowercase(),
+                config: config_path.to_string(),
+                generation: e.snapshot().generation,
+            }),
+            ..Response::ok()
+        },
+        Request::Stats => Response {
+            stats: Some(report(e, started)),
+            ..Response::ok()
+        },
+        Request::SetBackend {
+            name,
+            up,
+            drained,
+            weight,
+        } => {
+            if !e.snapshot().live_backends().any(|b| b.name == name) {
+                return Response::err(format!("no backend named {name:?}"));
+            }
+            e.update_overrides(|o| {
+                if let Some(up) = up {
+                    o.down.insert(name.clone(), !up);
+                }
+                if let Some(d) = drained {
+                    o.drained.insert(name.clone(), d);
+                }
+                if let Some(w) = weight {
+                    o.weight.insert(name.clone(), w);
+                }
+            });
+            info!(backend = %name, ?up, ?drained, ?weight, "backend state set by the control process");
+            Response::ok()
+        }
+        Request::Reload { path } => {
+            let path = path.unwrap_or_else(|| config_path.to_string());
+            match Config::load(Path::new(&path)) {
+                Ok(c) => {
+                    e.reload(c);
+                    info!(file = %path, "reloaded (control socket)");
+                    Response::ok()
+                }
+                Err(err) => {
+                    warn!("reload refused, keeping the running configuration: {err}");
+                    Response::err(err)
+                }
+            }
+        }
+    }
+}
+
+/// The listening control socket; dropping it stops serving and removes
+/// the socket file.
+pub struct ControlServer {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ControlServer {
+    /// Listens on `path`. A socket file left by a dead engine is replaced; one
+    /// a live engine answers on is an error (two engines, one socket).
+    pub fn start(path: &Path, engine: Weak<Engine>, config_path: String) -> anyhow::Result<ControlServer> {
+        if path.exists() {
+            if UnixStream::connect(path).is_ok() {
+                bail!("control socket {} is in use by a running engine", path.display());
+            }
+            std::fs::remove_file(path).with_context(|| format!("cannot remove stale {}", path.display()))?;
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).ok();
+        }
+        let listener = UnixListener::bind(path)
+            .with_context(|| format!("cannot listen on control socket {}", path.display()))?;
+        // Only the owner (root, or the service user) may steer the engine.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        listener.set_nonblocking(true)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let st = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("dnsrail-control".into())
+            .spawn(move || {
+                while !st.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((conn, _)) => {
+                            let e = engine.clone();
+                            let cfg = config_path.clone();
+                            let _ = std::thread::Builder::new()
+                                .name("dnsrail-control-conn".into())
+                                .spawn(move || serve_conn(conn, e, cfg, started));
+                        }
+                        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        Err(err) => {
+                            warn!("control socket accept: {err}");
+                            std::thread::sleep(Duration::from_millis(200));
+                        }
+                    }
+                }
+            })?;
+        info!(socket = %path.display(), protocol = PROTOCOL, "control socket listening");
+        Ok(ControlServer {
+            path: path.to_path_buf(),
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn serve_conn(conn: UnixStream, engine: Weak<Engine>, config_path: String, started: Instant) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(600)));
+    let Ok(mut out) = conn.try_clone() else { return };
+    let mut reader = BufReader::new(conn);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match (&mut reader).take(MAX_LINE as u64 + 1).read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let resp = if line.len() > MAX_LINE || !line.ends_with('\n') {
+            Response::err(format!("request longer than {MAX_LINE} bytes or unterminated"))
+        } else {
+            match serde_json::from_str::<Request>(line.trim_end()) {
+                Err(e) => Response::err(format!("bad request: {e}")),
+                Ok(req) => match engine.upgrade() {
+                    Some(e) => handle(&e, req, &config_path, started),
+                    None => Response::err("engine stopping"),
+                },
+            }
+        };
+        let mut text = serde_json::to_string(&resp).expect("responses serialise");
+        text.push('\n');
+        if out.write_all(text.as_bytes()).is_err() {
+            return;
+        }
+        if line.len() > MAX_LINE {
+            return; // cannot resynchronise on an overlong line
+        }
+    }
+}
+
+/// A client of the control socket (the control process, tests).
+pub struct ControlClient {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl ControlClient {
+    pub fn connect(path: &Path) -> anyhow::Result<ControlClient> {
+        let s = UnixStream::connect(path)
+            .with_context(|| format!("cannot connect to the engine at {}", path.display()))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.set_write_timeout(Some(Duration::from_secs(5)))?;
+        Ok(ControlClient {
+            reader: BufReader::new(s.try_clone()?),
+            writer: s,
+        })
+    }
+
+    pub fn call(&mut self, req: &Request) -> anyhow::Result<Response> {
+        let mut text = serde_json::to_string(req)?;
+        text.push('\n');
+        self.writer.write_all(text.as_bytes())?;
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            bail!("the engine closed the control connection");
+        }
+        Ok(serde_json::from_str(&line)?)
+    }
+
+    /// `hello`, checking the protocol version.
+    pub fn hello(&mut self) -> anyhow::Result<Hello> {
+        let r = self.call(&Request::Hello)?;
+        let h = r
+            .hello
+            .ok_or_else(|| anyhow::anyhow!("no hello: {:?}", r.error))?;
+        if h.protocol != PROTOCOL {
+            bail!(
+                "engine speaks control protocol {}, this ctl {}",
+                h.protocol,
+                PROTOCOL
+            );
+        }
+        Ok(h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_as_tagged_json() {
+        let r = Request::SetBackend {
+            name: "a".into(),
+            up: Some(false),
+            drained: None,
+            weight: Some(3),
+        };
+        let t = serde_json::to_string(&r).unwrap();
+        assert!(t.contains("\"op\":\"set_backend\""), "{t}");
+        assert_eq!(serde_json::from_str::<Request>(&t).unwrap(), r);
+        assert_eq!(
+            serde_json::from_str::<Request>("{\"op\":\"reload\"}").unwrap(),
+            Request::Reload { path: None }
+        );
+        assert!(serde_json::from_str::<Request>("{\"op\":\"format_disk\"}").is_err());
+    }
+}
