@@ -1,12 +1,17 @@
-//! `dnsrailctl`: the control process and CLI of dnsrail.
-//!
-//! For now it validates configuration files and shows what the engine would
-//! build from them; `serve` (supervision, health checks, TCP/53, API) comes
-//! with the control-process work.
+//! `dnsrailctl`: the control process (`serve`) and the operator CLI of
+//! dnsrail.
+
+mod cli;
+mod health;
+mod metrics;
+mod serve;
+mod supervisor;
+mod tcp;
 
 use clap::{Parser, Subcommand};
 use dnsrail_engine::config::Config;
 use dnsrail_engine::snapshot::{Overrides, Registry, Snapshot};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -21,6 +26,24 @@ struct Args {
     cmd: Cmd,
 }
 
+#[derive(Parser)]
+struct ApiArgs {
+    /// The API of a running `dnsrailctl serve` (default: ctl.api_listen of
+    /// --config, else 127.0.0.1:8053).
+    #[arg(long, global = true)]
+    api: Option<SocketAddr>,
+    /// API token for changes (default: $DNSRAIL_TOKEN, else the token file
+    /// beside the control socket).
+    #[arg(long, global = true)]
+    token: Option<String>,
+    /// The configuration file, to find the API and the token file.
+    #[arg(short, long, global = true)]
+    config: Option<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Validate a configuration file and print the frontends, pools and
@@ -29,21 +52,163 @@ enum Cmd {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Run the control process: attach to or start the engine, health
+    /// checks, TCP/53, HTTP API and metrics.
+    Serve {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Only attach to an engine started otherwise (e.g. its own systemd
+        /// unit); never start one.
+        #[arg(long)]
+        attach_only: bool,
+    },
+    /// Engine and control process state.
+    Status(ApiArgs),
+    /// Backends with health, state and counters.
+    Backends(ApiArgs),
+    /// Counters, drops and latency percentiles.
+    Stats(ApiArgs),
+    /// Stop sending new queries to a backend (answers still accepted).
+    Drain {
+        name: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Undo a drain.
+    Undrain {
+        name: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Set a backend's weight.
+    Weight {
+        name: String,
+        weight: u32,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Re-read the configuration file (validated first).
+    Reload(ApiArgs),
+    /// Live view, refreshed every second.
+    Top {
+        /// Stop after this many refreshes.
+        #[arg(long)]
+        iterations: Option<u64>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
 }
 
 fn main() -> ExitCode {
-    match Args::parse().cmd {
+    let args = Args::parse();
+    if !matches!(args.cmd, Cmd::Check { .. }) {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            )
+            .with_target(false)
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    match run(args.cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("dnsrailctl: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn api(a: &ApiArgs) -> cli::Api {
+    let cfg = a.config.as_ref().and_then(|p| Config::load(p).ok());
+    let addr = a.api.unwrap_or_else(|| {
+        cfg.as_ref()
+            .and_then(|c| c.ctl.api_listen.parse().ok())
+            .unwrap_or_else(|| "127.0.0.1:8053".parse().unwrap())
+    });
+    let token = a
+        .token
+        .clone()
+        .or_else(|| std::env::var("DNSRAIL_TOKEN").ok())
+        .or_else(|| {
+            let path = match &cfg {
+                Some(c) => serve::default_token_path(c),
+                None => PathBuf::from("/run/dnsrail/api.token"),
+            };
+            std::fs::read_to_string(path)
+                .ok()
+                .map(|t| t.trim().to_string())
+        });
+    cli::Api { addr, token }
+}
+
+fn show(a: &ApiArgs, v: &serde_json::Value, table: fn(&serde_json::Value)) {
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(v).unwrap());
+    } else {
+        table(v);
+    }
+}
+
+fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
+    match cmd {
         Cmd::Check { config } => match Config::load(&config) {
             Ok(cfg) => {
                 print!("{}", describe(&cfg));
-                ExitCode::SUCCESS
+                Ok(ExitCode::SUCCESS)
             }
             Err(e) => {
                 eprintln!("dnsrailctl: {e}");
-                ExitCode::from(2)
+                Ok(ExitCode::from(2))
             }
         },
+        Cmd::Serve {
+            config,
+            attach_only,
+        } => {
+            serve::run(config, !attach_only)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Status(a) => {
+            show(&a, &api(&a).json("GET", "/api/status")?, cli::print_status);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Backends(a) => {
+            show(
+                &a,
+                &api(&a).json("GET", "/api/backends")?,
+                cli::print_backends,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Stats(a) => {
+            show(&a, &api(&a).json("GET", "/api/stats")?, cli::print_stats);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Drain { name, api: a } => change(&a, &format!("/api/backends/{name}/drain")),
+        Cmd::Undrain { name, api: a } => change(&a, &format!("/api/backends/{name}/undrain")),
+        Cmd::Weight {
+            name,
+            weight,
+            api: a,
+        } => change(&a, &format!("/api/backends/{name}/weight?value={weight}")),
+        Cmd::Reload(a) => change(&a, "/api/reload"),
+        Cmd::Top { iterations, api: a } => {
+            cli::top(&api(&a), iterations)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn change(a: &ApiArgs, path: &str) -> anyhow::Result<ExitCode> {
+    let v = api(a).json("POST", path)?;
+    if a.json {
+        println!("{v}");
+    } else {
+        println!("ok");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn describe(cfg: &Config) -> String {

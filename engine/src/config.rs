@@ -33,6 +33,9 @@ pub struct Config {
     pub pools: BTreeMap<String, PoolConfig>,
     #[serde(default)]
     pub health: HealthConfig,
+    /// The control process (`dnsrailctl serve`).
+    #[serde(default)]
+    pub ctl: CtlConfig,
     /// Rules written in this file, in order (before those of `rules.file`).
     #[serde(default, rename = "rule")]
     pub rules: Vec<RuleConfig>,
@@ -41,6 +44,43 @@ pub struct Config {
     /// The compiled rules of this file and of `rules.file`.
     #[serde(skip)]
     pub compiled_rules: Option<Arc<RuleSet>>,
+}
+
+/// `[ctl]`: the control process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CtlConfig {
+    /// HTTP API, `/metrics` and the dashboard. Loopback by default.
+    pub api_listen: String,
+    /// Bearer token required for changes through the API.
+    pub token: Option<String>,
+    /// A file holding the token (first line), instead of `token`.
+    pub token_file: Option<String>,
+    /// The engine's control socket.
+    pub control_socket: String,
+    /// The engine binary; default: `dnsrail` beside `dnsrailctl`.
+    pub engine_binary: Option<String>,
+    /// Serve TCP/53 on the frontends (proxied to backends over TCP).
+    pub tcp: bool,
+    /// A TCP client idle this long is closed.
+    pub tcp_idle_timeout_ms: u64,
+    /// Concurrent TCP client connections, over all frontends.
+    pub tcp_max_connections: usize,
+}
+
+impl Default for CtlConfig {
+    fn default() -> Self {
+        CtlConfig {
+            api_listen: "127.0.0.1:8053".into(),
+            token: None,
+            token_file: None,
+            control_socket: "/run/dnsrail/engine.sock".into(),
+            engine_binary: None,
+            tcp: true,
+            tcp_idle_timeout_ms: 10_000,
+            tcp_max_connections: 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -441,6 +481,21 @@ impl Config {
         }
         if !(1..=64).contains(&e.ports_per_worker) {
             return Err(whole("engine.ports_per_worker", "must be 1 to 64".into()));
+        }
+        if self.ctl.api_listen.parse::<SocketAddr>().is_err() {
+            return Err(whole("ctl.api_listen", "must be ip:port".into()));
+        }
+        if !(100..=3_600_000).contains(&self.ctl.tcp_idle_timeout_ms) {
+            return Err(whole(
+                "ctl.tcp_idle_timeout_ms",
+                "must be 100 to 3600000".into(),
+            ));
+        }
+        if self.ctl.tcp_max_connections == 0 {
+            return Err(whole(
+                "ctl.tcp_max_connections",
+                "must be at least 1".into(),
+            ));
         }
         if !(1..=60_000).contains(&e.timeout_ms) {
             return Err(whole("engine.timeout_ms", "must be 1 to 60000".into()));

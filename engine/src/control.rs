@@ -147,8 +147,22 @@ pub struct XdpReport {
 }
 
 const RCODES: [&str; 16] = [
-    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET",
-    "NXRRSET", "NOTAUTH", "NOTZONE", "DSOTYPENI", "RCODE12", "RCODE13", "RCODE14", "RCODE15",
+    "NOERROR",
+    "FORMERR",
+    "SERVFAIL",
+    "NXDOMAIN",
+    "NOTIMP",
+    "REFUSED",
+    "YXDOMAIN",
+    "YXRRSET",
+    "NXRRSET",
+    "NOTAUTH",
+    "NOTZONE",
+    "DSOTYPENI",
+    "RCODE12",
+    "RCODE13",
+    "RCODE14",
+    "RCODE15",
 ];
 
 /// Builds the report of a running engine.
@@ -309,12 +323,20 @@ pub struct ControlServer {
 impl ControlServer {
     /// Listens on `path`. A socket file left by a dead engine is replaced; one
     /// a live engine answers on is an error (two engines, one socket).
-    pub fn start(path: &Path, engine: Weak<Engine>, config_path: String) -> anyhow::Result<ControlServer> {
+    pub fn start(
+        path: &Path,
+        engine: Weak<Engine>,
+        config_path: String,
+    ) -> anyhow::Result<ControlServer> {
         if path.exists() {
             if UnixStream::connect(path).is_ok() {
-                bail!("control socket {} is in use by a running engine", path.display());
+                bail!(
+                    "control socket {} is in use by a running engine",
+                    path.display()
+                );
             }
-            std::fs::remove_file(path).with_context(|| format!("cannot remove stale {}", path.display()))?;
+            std::fs::remove_file(path)
+                .with_context(|| format!("cannot remove stale {}", path.display()))?;
         }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).ok();
@@ -370,17 +392,21 @@ impl Drop for ControlServer {
 
 fn serve_conn(conn: UnixStream, engine: Weak<Engine>, config_path: String, started: Instant) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(600)));
-    let Ok(mut out) = conn.try_clone() else { return };
+    let Ok(mut out) = conn.try_clone() else {
+        return;
+    };
     let mut reader = BufReader::new(conn);
     let mut line = String::new();
     loop {
         line.clear();
-        match (&mut reader).take(MAX_LINE as u64 + 1).read_line(&mut line) {
+        match std::io::Read::take(&mut reader, MAX_LINE as u64 + 1).read_line(&mut line) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
         let resp = if line.len() > MAX_LINE || !line.ends_with('\n') {
-            Response::err(format!("request longer than {MAX_LINE} bytes or unterminated"))
+            Response::err(format!(
+                "request longer than {MAX_LINE} bytes or unterminated"
+            ))
         } else {
             match serde_json::from_str::<Request>(line.trim_end()) {
                 Err(e) => Response::err(format!("bad request: {e}")),

@@ -1,0 +1,269 @@
+//! The operator commands (`status`, `backends`, `drain` …): HTTP calls to a
+//! running `dnsrailctl serve`, printed to fit a terminal or as JSON.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+pub struct Api {
+    pub addr: SocketAddr,
+    pub token: Option<String>,
+}
+
+impl Api {
+    /// One HTTP/1.1 request; returns (status, JSON or text body).
+    pub fn call(&self, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
+        let mut s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(3))
+            .with_context(|| format!("cannot reach dnsrailctl serve at {}", self.addr))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let auth = self
+            .token
+            .as_ref()
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n",
+            self.addr
+        )?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp)?;
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .context("malformed HTTP response")?;
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(body)
+        } else {
+            body.to_string()
+        };
+        Ok((status, body))
+    }
+
+    pub fn json(&self, method: &str, path: &str) -> anyhow::Result<Value> {
+        let (status, body) = self.call(method, path)?;
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+        if !(200..300).contains(&status) {
+            let msg = v
+                .get("error")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string());
+            bail!("{msg} (HTTP {status})");
+        }
+        Ok(v)
+    }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn u(v: &Value, k: &str) -> u64 {
+    v.get(k).and_then(Value::as_u64).unwrap_or(0)
+}
+
+pub fn print_status(v: &Value) {
+    let e = &v["engine"];
+    let h = &e["hello"];
+    println!(
+        "engine: {} (pid {}, io {}, generation {}), restarts {}",
+        if e["attached"].as_bool() == Some(true) {
+            "attached"
+        } else {
+            "NOT ATTACHED"
+        },
+        h["pid"],
+        h["io"].as_str().unwrap_or("-"),
+        h["generation"],
+        e["restarts"]
+    );
+    println!(
+        "ctl: version {}, up {:.0} s, config {}",
+        v["ctl"]["version"].as_str().unwrap_or("-"),
+        v["ctl"]["uptime_s"].as_f64().unwrap_or(0.0),
+        v["ctl"]["config"].as_str().unwrap_or("-")
+    );
+}
+
+pub fn print_backends(v: &Value) {
+    println!(
+        "{:<16} {:<24} {:<7} {:<6} {:>6} {:>12} {:>12} {:>9}  last probe",
+        "backend", "address", "health", "state", "weight", "sent", "answered", "timeouts"
+    );
+    for b in v.as_array().into_iter().flatten() {
+        let state = if b["drained"].as_bool() == Some(true) {
+            "drain"
+        } else if b["usable"].as_bool() == Some(true) {
+            "active"
+        } else {
+            "idle"
+        };
+        println!(
+            "{:<16} {:<24} {:<7} {:<6} {:>6} {:>12} {:>12} {:>9}  {}",
+            b["name"].as_str().unwrap_or("-"),
+            b["address"].as_str().unwrap_or("-"),
+            b["health"].as_str().unwrap_or("-"),
+            state,
+            u(b, "weight"),
+            u(b, "sent"),
+            u(b, "answered"),
+            u(b, "timeouts"),
+            b["last_probe"].as_str().unwrap_or("-")
+        );
+    }
+}
+
+/// Latency quantile from bucket counts and their upper bounds.
+fn quantile(counts: &[u64], bounds: &[u64], q: f64) -> Option<u64> {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((total as f64) * q).ceil() as u64;
+    let mut acc = 0;
+    for (i, c) in counts.iter().enumerate() {
+        acc += c;
+        if acc >= rank {
+            return bounds.get(i).copied();
+        }
+    }
+    None
+}
+
+fn latency_sum(v: &Value) -> (Vec<u64>, Vec<u64>) {
+    let bounds: Vec<u64> = v["latency_bounds_us"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_u64)
+        .collect();
+    let mut sum = vec![0u64; bounds.len()];
+    for b in v["backends"].as_array().into_iter().flatten() {
+        for (i, c) in b["latency"].as_array().into_iter().flatten().enumerate() {
+            if let Some(s) = sum.get_mut(i) {
+                *s += c.as_u64().unwrap_or(0);
+            }
+        }
+    }
+    (sum, bounds)
+}
+
+pub fn print_stats(v: &Value) {
+    println!(
+        "queries {}  answers {}  local replies {}  in flight {}  io {}  workers {}",
+        u(v, "queries"),
+        u(v, "answers"),
+        u(v, "local_replies"),
+        u(v, "in_flight"),
+        v["io"].as_str().unwrap_or("-"),
+        u(v, "workers")
+    );
+    let drops: Vec<String> = v["drops"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, c)| c.as_u64().unwrap_or(0) > 0)
+        .map(|(k, c)| format!("{k}={c}"))
+        .collect();
+    println!(
+        "drops: {}",
+        if drops.is_empty() {
+            "none".into()
+        } else {
+            drops.join(" ")
+        }
+    );
+    let (sum, bounds) = latency_sum(v);
+    let p = |q| quantile(&sum, &bounds, q).map_or("-".into(), |x| format!("{x}us"));
+    println!("latency p50 {} p90 {} p99 {}", p(0.5), p(0.9), p(0.99));
+}
+
+/// `top`: refreshed every second; rates from the difference of two reports.
+pub fn top(api: &Api, iterations: Option<u64>) -> anyhow::Result<()> {
+    let mut last: Option<(Value, std::time::Instant)> = None;
+    let mut n = 0;
+    loop {
+        let v = api.json("GET", "/api/stats")?;
+        let b = api.json("GET", "/api/backends")?;
+        let now = std::time::Instant::now();
+        print!("\x1b[H\x1b[2J");
+        if let Some((old, t)) = &last {
+            let dt = now.duration_since(*t).as_secs_f64().max(1e-3);
+            let rate = |k: &str| (u(&v, k).saturating_sub(u(old, k))) as f64 / dt;
+            println!(
+                "dnsrail top — qps in {:.0}  out {:.0}  in flight {}",
+                rate("queries"),
+                rate("answers"),
+                u(&v, "in_flight")
+            );
+            // Latency over the last second only.
+            let (now_sum, bounds) = latency_sum(&v);
+            let (old_sum, _) = latency_sum(old);
+            let d: Vec<u64> = now_sum
+                .iter()
+                .zip(old_sum.iter().chain(std::iter::repeat(&0)))
+                .map(|(a, b)| a.saturating_sub(*b))
+                .collect();
+            let p = |q| quantile(&d, &bounds, q).map_or("-".into(), |x| format!("{x}us"));
+            println!(
+                "latency (last second) p50 {} p90 {} p99 {}\n",
+                p(0.5),
+                p(0.9),
+                p(0.99)
+            );
+        } else {
+            println!("dnsrail top — collecting…\n");
+        }
+        print_backends(&b);
+        std::io::stdout().flush()?;
+        last = Some((v, now));
+        n += 1;
+        if iterations.is_some_and(|max| n >= max) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunked_bodies_are_joined() {
+        assert_eq!(
+            dechunk("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+            "hello world"
+        );
+        assert_eq!(dechunk("zz\r\n"), "");
+    }
+
+    #[test]
+    fn quantiles_use_bucket_bounds() {
+        let counts = [0, 90, 0, 10];
+        let bounds = [10, 20, 40, 80];
+        assert_eq!(quantile(&counts, &bounds, 0.5), Some(20));
+        assert_eq!(quantile(&counts, &bounds, 0.99), Some(80));
+        assert_eq!(quantile(&[0, 0], &bounds, 0.5), None);
+    }
+}

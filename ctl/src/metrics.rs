@@ -1,0 +1,292 @@
+//! `/metrics`: the engine's report and ctl's own state in the Prometheus text
+//! exposition format (version 0.0.4).
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use dnsrail_engine::control::Report;
+
+use crate::health::Health;
+
+/// ctl's side of the metrics.
+pub struct CtlView<'a> {
+    pub engine_up: bool,
+    pub engine_restarts: u64,
+    pub health: &'a HashMap<String, Health>,
+    pub health_checks: &'a HashMap<(String, bool), u64>,
+    pub tcp: &'a crate::tcp::TcpCounters,
+}
+
+/// Escapes a label value (backslash, quote, newline).
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn head(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+pub fn render(r: Option<&Report>, v: &CtlView<'_>) -> String {
+    let mut o = String::new();
+    head(
+        &mut o,
+        "dnsrail_ctl_up",
+        "gauge",
+        "The control process is running.",
+    );
+    o += "dnsrail_ctl_up 1\n";
+    head(
+        &mut o,
+        "dnsrail_engine_up",
+        "gauge",
+        "ctl is attached to a running engine.",
+    );
+    let _ = writeln!(
+        o,
+        "dnsrail_engine_up {}",
+        u8::from(v.engine_up && r.is_some())
+    );
+    head(
+        &mut o,
+        "dnsrail_engine_restarts_total",
+        "counter",
+        "Engine restarts by ctl.",
+    );
+    let _ = writeln!(o, "dnsrail_engine_restarts_total {}", v.engine_restarts);
+
+    head(
+        &mut o,
+        "dnsrail_backend_health_up",
+        "gauge",
+        "Health check state (1 up, 0 down).",
+    );
+    let mut names: Vec<&String> = v.health.keys().collect();
+    names.sort();
+    for n in &names {
+        let _ = writeln!(
+            o,
+            "dnsrail_backend_health_up{{backend=\"{}\"}} {}",
+            esc(n),
+            u8::from(v.health[*n].up)
+        );
+    }
+    head(
+        &mut o,
+        "dnsrail_health_checks_total",
+        "counter",
+        "Health probes by result.",
+    );
+    let mut hc: Vec<_> = v.health_checks.iter().collect();
+    hc.sort();
+    for ((n, ok), c) in hc {
+        let res = if *ok { "ok" } else { "fail" };
+        let _ = writeln!(
+            o,
+            "dnsrail_health_checks_total{{backend=\"{}\",result=\"{res}\"}} {c}",
+            esc(n)
+        );
+    }
+    head(
+        &mut o,
+        "dnsrail_tcp_connections_total",
+        "counter",
+        "TCP/53 client connections accepted.",
+    );
+    let _ = writeln!(
+        o,
+        "dnsrail_tcp_connections_total {}",
+        v.tcp.connections.get()
+    );
+    head(
+        &mut o,
+        "dnsrail_tcp_queries_total",
+        "counter",
+        "DNS queries received over TCP/53.",
+    );
+    let _ = writeln!(o, "dnsrail_tcp_queries_total {}", v.tcp.queries.get());
+    head(
+        &mut o,
+        "dnsrail_tcp_answers_total",
+        "counter",
+        "DNS answers returned over TCP/53.",
+    );
+    let _ = writeln!(o, "dnsrail_tcp_answers_total {}", v.tcp.answers.get());
+    head(
+        &mut o,
+        "dnsrail_tcp_errors_total",
+        "counter",
+        "TCP/53 connections closed for an error, by reason.",
+    );
+    for (reason, c) in v.tcp.errors() {
+        let _ = writeln!(o, "dnsrail_tcp_errors_total{{reason=\"{reason}\"}} {c}");
+    }
+
+    let Some(r) = r else { return o };
+    head(
+        &mut o,
+        "dnsrail_queries_total",
+        "counter",
+        "UDP queries received, by frontend.",
+    );
+    for f in &r.frontends {
+        let _ = writeln!(
+            o,
+            "dnsrail_queries_total{{frontend=\"{}\",pool=\"{}\"}} {}",
+            esc(&f.listen),
+            esc(&f.pool),
+            f.queries
+        );
+    }
+    head(
+        &mut o,
+        "dnsrail_answers_total",
+        "counter",
+        "Answers returned to clients.",
+    );
+    let _ = writeln!(o, "dnsrail_answers_total {}", r.answers);
+    head(
+        &mut o,
+        "dnsrail_local_replies_total",
+        "counter",
+        "Replies the engine built itself.",
+    );
+    let _ = writeln!(o, "dnsrail_local_replies_total {}", r.local_replies);
+    head(
+        &mut o,
+        "dnsrail_in_flight",
+        "gauge",
+        "Queries waiting for a backend's answer.",
+    );
+    let _ = writeln!(o, "dnsrail_in_flight {}", r.in_flight);
+    head(
+        &mut o,
+        "dnsrail_drops_total",
+        "counter",
+        "Datagrams dropped, by reason.",
+    );
+    for (reason, c) in &r.drops {
+        let _ = writeln!(o, "dnsrail_drops_total{{reason=\"{}\"}} {c}", esc(reason));
+    }
+    head(
+        &mut o,
+        "dnsrail_backend_usable",
+        "gauge",
+        "The engine sends new queries to this backend.",
+    );
+    for b in &r.backends {
+        let _ = writeln!(
+            o,
+            "dnsrail_backend_usable{{backend=\"{}\"}} {}",
+            esc(&b.name),
+            u8::from(b.usable)
+        );
+    }
+    for (metric, help, get) in [
+        (
+            "dnsrail_backend_sent_total",
+            "Queries sent to the backend.",
+            (|b| b.sent) as fn(&dnsrail_engine::control::BackendReport) -> u64,
+        ),
+        (
+            "dnsrail_backend_answered_total",
+            "Answers accepted from the backend.",
+            |b| b.answered,
+        ),
+        (
+            "dnsrail_backend_timeouts_total",
+            "Queries the backend did not answer in time.",
+            |b| b.timeouts,
+        ),
+        (
+            "dnsrail_backend_errors_total",
+            "Send errors toward the backend.",
+            |b| b.errors,
+        ),
+    ] {
+        head(&mut o, metric, "counter", help);
+        for b in &r.backends {
+            let _ = writeln!(o, "{metric}{{backend=\"{}\"}} {}", esc(&b.name), get(b));
+        }
+    }
+    head(
+        &mut o,
+        "dnsrail_backend_rcode_total",
+        "counter",
+        "Answers by RCODE.",
+    );
+    for b in &r.backends {
+        for (rc, c) in &b.rcodes {
+            let _ = writeln!(
+                o,
+                "dnsrail_backend_rcode_total{{backend=\"{}\",rcode=\"{}\"}} {c}",
+                esc(&b.name),
+                esc(rc)
+            );
+        }
+    }
+    head(&mut o, "dnsrail_backend_latency_us", "histogram", "Backend answer latency seen by the engine, microseconds (sum approximated from bucket bounds).");
+    for b in &r.backends {
+        let name = esc(&b.name);
+        let (mut acc, mut sum) = (0u64, 0u64);
+        let mut lower = 0u64;
+        for (i, &c) in b.latency.iter().enumerate() {
+            acc += c;
+            let upper = r.latency_bounds_us.get(i).copied().unwrap_or(u64::MAX);
+            sum += c * lower;
+            lower = upper;
+            // Only bounds where the count moves (and the last): the full set
+            // is ~200 buckets per backend.
+            if c > 0 || i + 1 == b.latency.len() {
+                let _ = writeln!(
+                    o,
+                    "dnsrail_backend_latency_us_bucket{{backend=\"{name}\",le=\"{upper}\"}} {acc}"
+                );
+            }
+        }
+        let _ = writeln!(
+            o,
+            "dnsrail_backend_latency_us_bucket{{backend=\"{name}\",le=\"+Inf\"}} {acc}"
+        );
+        let _ = writeln!(
+            o,
+            "dnsrail_backend_latency_us_sum{{backend=\"{name}\"}} {sum}"
+        );
+        let _ = writeln!(
+            o,
+            "dnsrail_backend_latency_us_count{{backend=\"{name}\"}} {acc}"
+        );
+    }
+    head(
+        &mut o,
+        "dnsrail_rule_hits_total",
+        "counter",
+        "Queries decided by each rule.",
+    );
+    for (name, hits) in &r.rules {
+        let _ = writeln!(
+            o,
+            "dnsrail_rule_hits_total{{rule=\"{}\"}} {hits}",
+            esc(name)
+        );
+    }
+    if let Some(x) = &r.xdp {
+        head(
+            &mut o,
+            "dnsrail_xdp_blocked_total",
+            "counter",
+            "Packets the XDP program dropped for a blocked source.",
+        );
+        let _ = writeln!(o, "dnsrail_xdp_blocked_total {}", x.blocked);
+        head(
+            &mut o,
+            "dnsrail_xdp_passed_total",
+            "counter",
+            "Packets the XDP program left to the kernel.",
+        );
+        let _ = writeln!(o, "dnsrail_xdp_passed_total {}", x.passed);
+    }
+    o
+}
