@@ -11,8 +11,9 @@ set -euo pipefail
 # knot-dnsutils (kdig, kxdpgun), dnsperf: clients of the tests and benchmarks.
 # iputils-ping, netcat-openbsd: the kernel-path checks of the AF_XDP tests.
 # ethtool: the test topology turns checksum offload off on its veths.
+# python3-prometheus-client: the tests parse /metrics with the reference parser.
 PKGS=(dnsutils iproute2 pkg-config gcc libc6-dev clang llvm libbpf-dev m4 libelf-dev zlib1g-dev
-      knot-dnsutils dnsperf iputils-ping netcat-openbsd ethtool)
+      knot-dnsutils dnsperf iputils-ping netcat-openbsd ethtool python3-prometheus-client)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -1,7 +1,8 @@
 //! The synthetic backend: a multi-threaded UDP DNS responder (SO_REUSEPORT,
 //! one socket per thread) answering A/AAAA with fixed records, NXDOMAIN under
-//! a suffix, or a forced RCODE, after an optional delay. Tests and the demo
-//! need no external resolver.
+//! a suffix, or a forced RCODE, after an optional delay; and the same answers
+//! over TCP on the same port (length-prefixed, pipelined, in order, no
+//! delay). Tests and the demo need no external resolver.
 
 use crate::msg::{answer, AnswerSpec};
 use dnsrail_engine::io::sys::grow_buffers;
@@ -74,6 +75,16 @@ impl Backend {
                     .spawn(move || serve(sock, spec, stop, counters))?,
             );
         }
+        // TCP on the same address and port (a thread per connection: test
+        // and demo loads are small).
+        let tcp = std::net::TcpListener::bind(addr)?;
+        tcp.set_nonblocking(true)?;
+        let (st, cn, sp) = (stop.clone(), counters.clone(), spec.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("synth-backend-tcp".into())
+                .spawn(move || serve_tcp(tcp, sp, st, cn))?,
+        );
         Ok(Backend {
             addr,
             counters,
@@ -147,5 +158,56 @@ fn serve(sock: UdpSocket, spec: BackendSpec, stop: Arc<AtomicBool>, c: Arc<Backe
         } else if sock.send_to(&out, from).is_ok() {
             c.answers.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+fn serve_tcp(
+    l: std::net::TcpListener,
+    spec: BackendSpec,
+    stop: Arc<AtomicBool>,
+    c: Arc<BackendCounters>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let Ok((conn, _)) = l.accept() else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        let (spec, stop, c) = (spec.clone(), stop.clone(), c.clone());
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let _ = conn.set_nonblocking(false);
+            let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
+            let mut conn = conn;
+            let mut out = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let mut len = [0u8; 2];
+                match conn.read_exact(&mut len) {
+                    Ok(()) => {}
+                    Err(e)
+                        if e.kind() == io::ErrorKind::WouldBlock
+                            || e.kind() == io::ErrorKind::TimedOut =>
+                    {
+                        continue
+                    }
+                    Err(_) => return,
+                }
+                let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                if conn.read_exact(&mut q).is_err() {
+                    return;
+                }
+                let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
+                c.queries.fetch_add(1, Ordering::Relaxed);
+                if answer(&q, &spec.answers, &mut out).is_none() {
+                    return;
+                }
+                let mut framed = (out.len() as u16).to_be_bytes().to_vec();
+                framed.extend_from_slice(&out);
+                if conn.write_all(&framed).is_err() {
+                    return;
+                }
+                c.answers.fetch_add(1, Ordering::Relaxed);
+            }
+        });
     }
 }

@@ -1,0 +1,600 @@
+//! `dnsrailctl serve` end to end on loopback: real backends
+//! (`dnsrail-bench backend`), the real engine started and supervised by ctl
+//! (socket data plane), the HTTP API, TCP/53 and the CLI. Each test uses its
+//! own loopback address (127.0.N.x) and temporary directory, and kills
+//! everything it started on drop, the engine included.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dnsrail_bench::load::{self, LoadSpec};
+use dnsrail_engine::control::ControlClient;
+use serde_json::Value;
+
+fn target_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(
+        bin.exists(),
+        "{} missing: cargo build --release --workspace",
+        bin.display()
+    );
+    bin
+}
+
+struct H {
+    n: u8,
+    dir: PathBuf,
+    ctl: Option<Child>,
+    backends: Vec<(String, Option<Child>, Vec<String>)>,
+    /// Engine pids seen, killed on drop (ctl never kills its engine).
+    engines: Vec<u32>,
+}
+
+impl H {
+    /// Test number `n` (its loopback address 127.0.n.x); `backends` as
+    /// (name, extra args of dnsrail-bench backend; None = no process).
+    fn new(n: u8, backends: &[(&str, Option<&[&str]>)], health: &str) -> H {
+        let dir = std::env::temp_dir().join(format!("drctl-{n}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut h = H {
+            n,
+            dir,
+            ctl: None,
+            backends: Vec::new(),
+            engines: Vec::new(),
+        };
+        for (i, (name, args)) in backends.iter().enumerate() {
+            let args: Vec<String> = args
+                .map(|a| a.iter().map(|s| s.to_string()).collect())
+                .unwrap_or_default();
+            let child = backends[i].1.map(|_| h.spawn_backend(i, &args));
+            h.backends.push((name.to_string(), child, args));
+        }
+        h.write_config(&h.backend_list(), health);
+        h
+    }
+
+    fn ip(&self, host: u8) -> String {
+        format!("127.0.{}.{host}", self.n)
+    }
+
+    fn backend_addr(&self, i: usize) -> String {
+        format!("{}:5300", self.ip(10 + i as u8))
+    }
+
+    fn vip(&self) -> SocketAddr {
+        format!("{}:5353", self.ip(1)).parse().unwrap()
+    }
+
+    fn api_addr(&self) -> SocketAddr {
+        format!("{}:8053", self.ip(1)).parse().unwrap()
+    }
+
+    fn cfg_path(&self) -> PathBuf {
+        self.dir.join("dnsrail.toml")
+    }
+
+    fn backend_list(&self) -> Vec<(String, String)> {
+        (0..self.backends.len())
+            .map(|i| (self.backends[i].0.clone(), self.backend_addr(i)))
+            .collect()
+    }
+
+    fn write_config(&self, backends: &[(String, String)], health: &str) {
+        let mut t = format!(
+            "[engine]\nio = \"socket\"\nworkers = 1\nstats_interval_s = 0\n\
+             [[frontend]]\nlisten = \"{}\"\n\
+             [health]\n{health}\n\
+             [ctl]\napi_listen = \"{}\"\ncontrol_socket = \"{}\"\nengine_binary = \"{}\"\ntoken = \"t0ken-{}\"\n",
+            self.vip(),
+            self.api_addr(),
+            self.dir.join("engine.sock").display(),
+            target_bin("dnsrail").display(),
+            self.n,
+        );
+        for (name, addr) in backends {
+            t += &format!("[[backend]]\nname = \"{name}\"\naddress = \"{addr}\"\n");
+        }
+        std::fs::write(self.cfg_path(), t).unwrap();
+    }
+
+    fn spawn_backend(&self, i: usize, args: &[String]) -> Child {
+        let c = Command::new(target_bin("dnsrail-bench"))
+            .args([
+                "backend",
+                "--listen",
+                &self.backend_addr(i),
+                "--threads",
+                "1",
+                "--duration",
+                "120",
+            ])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until("backend listening", 5, || {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let mut q = Vec::new();
+            dnsrail_bench::msg::query_for(0, 1, &mut q);
+            s.send_to(&q, self.backend_addr(i)).unwrap();
+            s.recv_from(&mut [0u8; 512]).is_ok()
+        });
+        c
+    }
+
+    fn kill_backend(&mut self, i: usize) {
+        if let Some(mut c) = self.backends[i].1.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn restart_backend(&mut self, i: usize) {
+        let args = self.backends[i].2.clone();
+        let c = self.spawn_backend(i, &args);
+        self.backends[i].1 = Some(c);
+    }
+
+    fn start_ctl(&mut self) {
+        let c = Command::new(env!("CARGO_BIN_EXE_dnsrailctl"))
+            .args(["serve", "-c"])
+            .arg(self.cfg_path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.ctl = Some(c);
+        wait_until("ctl attached", 15, || {
+            self.get("/api/status")
+                .map(|v| v["engine"]["attached"] == Value::Bool(true))
+                .unwrap_or(false)
+        });
+        if let Some(p) = self.engine_pid() {
+            self.engines.push(p);
+        }
+    }
+
+    fn kill_ctl(&mut self) {
+        if let Some(mut c) = self.ctl.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn engine_pid(&self) -> Option<u32> {
+        let mut c = ControlClient::connect(&self.dir.join("engine.sock")).ok()?;
+        c.hello().ok().map(|h| h.pid)
+    }
+
+    fn http(&self, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+        let mut s = TcpStream::connect_timeout(&self.api_addr(), Duration::from_secs(2)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+        let mut r = String::new();
+        s.read_to_string(&mut r).unwrap();
+        let (head, body) = r.split_once("\r\n\r\n").unwrap();
+        (
+            head.split_whitespace().nth(1).unwrap().parse().unwrap(),
+            body.to_string(),
+        )
+    }
+
+    fn token(&self) -> String {
+        format!("t0ken-{}", self.n)
+    }
+
+    fn get(&self, path: &str) -> Option<Value> {
+        let mut s =
+            TcpStream::connect_timeout(&self.api_addr(), Duration::from_millis(300)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut r = String::new();
+        s.read_to_string(&mut r).ok()?;
+        serde_json::from_str(r.split_once("\r\n\r\n")?.1).ok()
+    }
+
+    fn health(&self, name: &str) -> String {
+        self.get("/api/backends")
+            .and_then(|v| {
+                v.as_array()?
+                    .iter()
+                    .find(|b| b["name"] == name)
+                    .map(|b| b["health"].as_str().unwrap_or("").to_string())
+            })
+            .unwrap_or_default()
+    }
+
+    fn dig(&self, args: &[&str]) -> String {
+        let out = Command::new("dig")
+            .arg(format!("@{}", self.vip().ip()))
+            .args(["-p", "5353", "+tries=1", "+time=2"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for H {
+    fn drop(&mut self) {
+        self.kill_ctl();
+        if let Some(p) = self.engine_pid() {
+            self.engines.push(p);
+        }
+        for &p in &self.engines {
+            // SAFETY: signalling a process this test started (through ctl).
+            unsafe { libc::kill(p as i32, libc::SIGKILL) };
+        }
+        for i in 0..self.backends.len() {
+            self.kill_backend(i);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const FAST_HEALTH: &str =
+    "interval_ms = 100\ntimeout_ms = 80\nrise = 2\nfall = 2\nquery_name = \"health.example.\"";
+
+#[test]
+fn servfail_and_dead_backends_go_down_nxdomain_stays_up_and_a_revived_one_comes_back() {
+    let mut h = H::new(
+        1,
+        &[
+            ("ok", Some(&[])),
+            ("servfail", Some(&["--rcode", "SERVFAIL"])),
+            ("nxdomain", Some(&["--rcode", "NXDOMAIN"])),
+            ("dead", None),
+        ],
+        FAST_HEALTH,
+    );
+    h.start_ctl();
+    wait_until("servfail and dead down", 5, || {
+        h.health("servfail") == "down" && h.health("dead") == "down"
+    });
+    assert_eq!(h.health("ok"), "up");
+    assert_eq!(
+        h.health("nxdomain"),
+        "up",
+        "NXDOMAIN is an answer unless configured"
+    );
+    // The engine got the verdicts: it sends to neither.
+    let stats = h.get("/api/stats").unwrap();
+    for b in stats["backends"].as_array().unwrap() {
+        let usable = b["usable"].as_bool().unwrap();
+        let name = b["name"].as_str().unwrap();
+        assert_eq!(usable, name == "ok" || name == "nxdomain", "{name}: {b}");
+    }
+    // The dead one starts answering: up again after `rise` good probes.
+    h.restart_backend(3);
+    wait_until("dead back up", 5, || h.health("dead") == "up");
+    // Counted in /metrics.
+    let (code, text) = h.http("GET", "/metrics", None);
+    assert_eq!(code, 200);
+    assert!(
+        text.contains("dnsrail_backend_health_up{backend=\"servfail\"} 0"),
+        "{text}"
+    );
+    assert!(text.contains("dnsrail_health_checks_total{backend=\"servfail\",result=\"fail\"}"));
+}
+
+#[test]
+fn a_backend_killed_under_load_is_marked_down_in_time_and_loses_under_one_percent() {
+    let health =
+        "interval_ms = 50\ntimeout_ms = 40\nrise = 2\nfall = 2\nquery_name = \"health.example.\"";
+    let mut h = H::new(2, &[("a", Some(&[])), ("b", Some(&[]))], health);
+    h.start_ctl();
+    let vip = h.vip();
+    // 20 000 qps for 10 s.
+    let load = std::thread::spawn(move || {
+        let mut spec = LoadSpec::new(vip, 200_000);
+        spec.rate = 20_000;
+        spec.max_duration = Duration::from_secs(40);
+        load::run(&spec).unwrap()
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    h.kill_backend(1);
+    let killed = Instant::now();
+    wait_until("b down", 5, || h.health("b") == "down");
+    let took = killed.elapsed();
+    // fall × interval + one interval, plus the API poll's own granularity.
+    assert!(
+        took <= Duration::from_millis(2 * 50 + 50 + 60),
+        "marked down after {took:?}"
+    );
+    let r = load.join().unwrap();
+    let loss = r.lost as f64 / r.sent as f64;
+    assert!(
+        loss < 0.01,
+        "lost {} of {} ({:.2} %)",
+        r.lost,
+        r.sent,
+        loss * 100.0
+    );
+    h.restart_backend(1);
+    wait_until("b back up", 5, || h.health("b") == "up");
+}
+
+#[test]
+fn tcp_dig_pipelined_queries_and_garbage() {
+    let mut h = H::new(3, &[("a", Some(&[])), ("b", Some(&[]))], FAST_HEALTH);
+    h.start_ctl();
+    let out = h.dig(&["+tcp", "www.example.com", "A"]);
+    assert!(out.contains("192.0.2.1"), "{out}");
+    // 40 queries written at once on one connection, answered in any order.
+    let mut s = TcpStream::connect(h.vip()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut all = Vec::new();
+    for i in 0..40u16 {
+        let mut q = Vec::new();
+        dnsrail_bench::msg::query_for(u64::from(i), 0x7000 + i, &mut q);
+        all.extend_from_slice(&(q.len() as u16).to_be_bytes());
+        all.extend_from_slice(&q);
+    }
+    s.write_all(&all).unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).unwrap();
+        let mut a = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        s.read_exact(&mut a).unwrap();
+        assert!(a[2] & 0x80 != 0, "a response");
+        ids.push(u16::from_be_bytes([a[0], a[1]]));
+    }
+    ids.sort();
+    assert_eq!(
+        ids,
+        (0x7000..0x7000 + 40).collect::<Vec<_>>(),
+        "every client ID back once"
+    );
+    // Garbage: a length that cannot be a DNS message closes the connection.
+    let mut g = TcpStream::connect(h.vip()).unwrap();
+    g.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    g.write_all(&[0, 3, 1, 2, 3]).unwrap();
+    let mut b = [0u8; 1];
+    assert_eq!(g.read(&mut b).unwrap_or(0), 0, "closed");
+    let (_, text) = h.http("GET", "/metrics", None);
+    assert!(
+        text.contains("dnsrail_tcp_errors_total{reason=\"bad_length\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("dnsrail_tcp_answers_total 41"), "{text}");
+}
+
+#[test]
+fn reload_under_load_loses_nothing_and_a_broken_file_is_refused_with_its_line() {
+    let mut h = H::new(
+        4,
+        &[("a", Some(&[])), ("b", Some(&[])), ("c", Some(&[]))],
+        FAST_HEALTH,
+    );
+    // Start with a and b only.
+    let all = h.backend_list();
+    h.write_config(&all[..2], FAST_HEALTH);
+    h.start_ctl();
+    let vip = h.vip();
+    let load = std::thread::spawn(move || {
+        let mut spec = LoadSpec::new(vip, 60_000);
+        spec.rate = 20_000;
+        load::run(&spec).unwrap()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    h.write_config(&[all[0].clone(), all[2].clone()], FAST_HEALTH);
+    let (code, body) = h.http("POST", "/api/reload", Some(&h.token()));
+    assert_eq!(code, 200, "{body}");
+    let r = load.join().unwrap();
+    assert_eq!(r.lost, 0, "{}", r.summary());
+    let names: Vec<String> = h
+        .get("/api/backends")
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["a", "c"]);
+    // A broken file: refused, the error names the file and line, nothing changes.
+    let good = std::fs::read_to_string(h.cfg_path()).unwrap();
+    std::fs::write(h.cfg_path(), good.replace("name = \"c\"", "name = 42")).unwrap();
+    let (code, body) = h.http("POST", "/api/reload", Some(&h.token()));
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("dnsrail.toml:") && body.contains("backend[1].name"),
+        "{body}"
+    );
+    let names: Vec<String> = h
+        .get("/api/backends")
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["a", "c"]);
+    assert!(h
+        .dig(&["+notcp", "still.example", "A"])
+        .contains("192.0.2.1"));
+    // The CLI reports the same refusal and fails.
+    let out = Command::new(env!("CARGO_BIN_EXE_dnsrailctl"))
+        .args([
+            "reload",
+            "--api",
+            &h.api_addr().to_string(),
+            "--token",
+            &h.token(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("backend[1].name"));
+}
+
+#[test]
+fn engine_crash_is_restarted_ctl_crash_leaves_udp_flowing_and_a_new_ctl_reattaches() {
+    let mut h = H::new(5, &[("a", Some(&[])), ("b", Some(&[]))], FAST_HEALTH);
+    h.start_ctl();
+    let first = h.engine_pid().unwrap();
+    // SAFETY: the engine this test's ctl started.
+    unsafe { libc::kill(first as i32, libc::SIGKILL) };
+    wait_until("engine restarted", 15, || {
+        h.engine_pid().is_some_and(|p| p != first)
+            && h.get("/api/status")
+                .is_some_and(|v| v["engine"]["restarts"] == 1 && v["engine"]["attached"] == true)
+    });
+    let second = h.engine_pid().unwrap();
+    h.engines.push(second);
+    assert!(h
+        .dig(&["+notcp", "after-restart.example", "A"])
+        .contains("192.0.2.1"));
+
+    // ctl dies: the engine keeps answering UDP.
+    h.kill_ctl();
+    for i in 0..3 {
+        assert!(h
+            .dig(&["+notcp", &format!("no-ctl-{i}.example"), "A"])
+            .contains("192.0.2.1"));
+    }
+    let before = ControlClient::connect(&h.dir.join("engine.sock"))
+        .unwrap()
+        .call(&dnsrail_engine::control::Request::Stats)
+        .unwrap()
+        .stats
+        .unwrap()
+        .queries;
+    // A new ctl attaches to the same engine; its counters continue.
+    h.start_ctl();
+    assert_eq!(h.engine_pid(), Some(second), "re-attached, not restarted");
+    let s = h.get("/api/stats").unwrap();
+    assert!(s["queries"].as_u64().unwrap() >= before, "{s}");
+    assert_eq!(
+        h.get("/api/status").unwrap()["engine"]["restarts"],
+        0,
+        "the new ctl restarted nothing"
+    );
+}
+
+#[test]
+fn writes_need_the_token_and_metrics_parse_with_the_reference_parser() {
+    let mut h = H::new(6, &[("a", Some(&[])), ("b", Some(&[]))], FAST_HEALTH);
+    h.start_ctl();
+    assert_eq!(h.http("POST", "/api/backends/b/drain", None).0, 401);
+    assert_eq!(
+        h.http("POST", "/api/backends/b/drain", Some("wrong-token-x"))
+            .0,
+        401
+    );
+    assert_eq!(h.http("POST", "/api/reload", None).0, 401);
+    assert_eq!(
+        h.http("POST", "/api/backends/nope/drain", Some(&h.token()))
+            .0,
+        404
+    );
+    assert_eq!(
+        h.http("POST", "/api/backends/b/weight", Some(&h.token())).0,
+        400
+    );
+    let (code, body) = h.http("POST", "/api/backends/b/drain", Some(&h.token()));
+    assert_eq!(code, 200, "{body}");
+    // Drained: the engine sends b nothing new.
+    let s = h.get("/api/stats").unwrap();
+    let b = s["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "b")
+        .unwrap()
+        .clone();
+    assert_eq!(b["drained"], true);
+    let sent_before = b["sent"].as_u64().unwrap();
+    for i in 0..10 {
+        assert!(h
+            .dig(&["+notcp", &format!("d{i}.example"), "A"])
+            .contains("192.0.2.1"));
+    }
+    let s = h.get("/api/stats").unwrap();
+    let b = s["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "b")
+        .unwrap()
+        .clone();
+    assert_eq!(b["sent"].as_u64().unwrap(), sent_before);
+    // The CLI: undrain with the token from the command line.
+    let out = Command::new(env!("CARGO_BIN_EXE_dnsrailctl"))
+        .args([
+            "undrain",
+            "b",
+            "--api",
+            &h.api_addr().to_string(),
+            "--token",
+            &h.token(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_dnsrailctl"))
+        .args(["backends", "--api", &h.api_addr().to_string()])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("b ") && l.contains("active")),
+        "{table}"
+    );
+
+    let (code, text) = h.http("GET", "/metrics", None);
+    assert_eq!(code, 200);
+    let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\n\
+                  fams = {f.name: f for f in p(sys.stdin.read())}\n\
+                  need = ['dnsrail_queries', 'dnsrail_drops', 'dnsrail_backend_latency_us', 'dnsrail_engine_up', 'dnsrail_backend_rcode']\n\
+                  missing = [n for n in need if n not in fams]\n\
+                  assert not missing, missing\n\
+                  print(len(fams))\n";
+    let mut py = Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3-prometheus-client is installed by scripts/setup.sh");
+    py.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = py.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "parser refused /metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
