@@ -789,6 +789,8 @@ when_all_down = "any"
             c.pool("cache-affine").unwrap().when_all_down,
             WhenAllDown::Any
         );
+        assert_eq!(c.engine.ports_per_worker, 4);
+        assert_eq!(c.ctl.control_socket, "/run/dnsrail/engine.sock");
     }
 
     #[test]
