@@ -194,6 +194,55 @@ impl Health {
     }
 }
 
+/// Passive health: the engine's own counters for a backend, sampled every
+/// interval. A backend whose queries over the last `WINDOW` samples timed
+/// out or got SERVFAIL half the time or more (with enough of them to judge)
+/// is *suspect*: it is probed four times as often, so active checks confirm
+/// (or clear) it sooner. Passive data never marks a backend down by itself:
+/// one client's query that every recursor fails must not empty a pool.
+#[derive(Clone, Debug, Default)]
+pub struct Passive {
+    /// (sent, timeouts + SERVFAIL) cumulative, oldest first.
+    samples: std::collections::VecDeque<(u64, u64)>,
+    pub suspect: bool,
+}
+
+const WINDOW: usize = 5;
+const MIN_SENT: u64 = 20;
+
+impl Passive {
+    /// Adds a sample; returns the new suspect state when it changed.
+    pub fn observe(&mut self, sent: u64, bad: u64) -> Option<bool> {
+        // Counters restart with a new engine: start the window again.
+        if self
+            .samples
+            .back()
+            .is_some_and(|&(s, b)| sent < s || bad < b)
+        {
+            self.samples.clear();
+        }
+        self.samples.push_back((sent, bad));
+        if self.samples.len() > WINDOW + 1 {
+            self.samples.pop_front();
+        }
+        let (s0, b0) = *self.samples.front().unwrap();
+        let (ds, db) = (sent - s0, bad - b0);
+        let suspect = ds >= MIN_SENT && db * 2 >= ds;
+        (suspect != self.suspect).then(|| {
+            self.suspect = suspect;
+            suspect
+        })
+    }
+
+    /// Timeouts and SERVFAIL ratio over the window, for the log.
+    pub fn ratio(&self) -> f64 {
+        match (self.samples.front(), self.samples.back()) {
+            (Some(a), Some(b)) if b.0 > a.0 => (b.1 - a.1) as f64 / (b.0 - a.0) as f64,
+            _ => 0.0,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,6 +327,28 @@ mod tests {
         assert_eq!(h.observe(ProbeResult::Ok, 2, 3), None);
         assert_eq!(h.observe(ProbeResult::Ok, 2, 3), Some(true));
         assert_eq!(h.changes, 2);
+    }
+
+    #[test]
+    fn passive_suspect_needs_volume_and_half_bad_and_clears() {
+        let mut p = Passive::default();
+        assert_eq!(p.observe(0, 0), None);
+        // 10 sent, all bad: too few to judge.
+        assert_eq!(p.observe(10, 10), None);
+        // 40 sent, 30 bad over the window: suspect.
+        assert_eq!(p.observe(40, 30), Some(true));
+        // Healthy traffic dilutes the window until the flag clears.
+        let mut cleared = false;
+        for i in 1..=10 {
+            if p.observe(40 + i * 100, 30) == Some(false) {
+                cleared = true;
+                break;
+            }
+        }
+        assert!(cleared);
+        // A restarted engine (counters back to 0) starts a new window.
+        assert_eq!(p.observe(5, 0), None);
+        assert!(!p.suspect);
     }
 
     #[test]

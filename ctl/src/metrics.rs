@@ -13,6 +13,7 @@ pub struct CtlView<'a> {
     pub engine_up: bool,
     pub engine_restarts: u64,
     pub health: &'a HashMap<String, Health>,
+    pub passive: &'a HashMap<String, crate::health::Passive>,
     pub health_checks: &'a HashMap<(String, bool), u64>,
     pub tcp: &'a crate::tcp::TcpCounters,
 }
@@ -71,6 +72,22 @@ pub fn render(r: Option<&Report>, v: &CtlView<'_>) -> String {
             "dnsrail_backend_health_up{{backend=\"{}\"}} {}",
             esc(n),
             u8::from(v.health[*n].up)
+        );
+    }
+    head(
+        &mut o,
+        "dnsrail_backend_suspect",
+        "gauge",
+        "Passive health: timeouts and SERVFAIL were at least half of recent queries.",
+    );
+    let mut ps: Vec<_> = v.passive.iter().collect();
+    ps.sort_by(|a, b| a.0.cmp(b.0));
+    for (n, p) in ps {
+        let _ = writeln!(
+            o,
+            "dnsrail_backend_suspect{{backend=\"{}\"}} {}",
+            esc(n),
+            u8::from(p.suspect)
         );
     }
     head(

@@ -254,9 +254,14 @@ async fn axum_serve(l: tokio::net::TcpListener, app: Router) {
     }
 }
 
+/// Active probes (every interval; every quarter interval for a suspect
+/// backend) and passive health from the engine's counters (sampled every
+/// interval).
 async fn health_loop(ctl: Arc<Ctl>, spec: ProbeSpec, stop: Arc<AtomicBool>) {
     let mut id: u16 = 1;
-    loop {
+    let mut next_probe: HashMap<String, tokio::time::Instant> = HashMap::new();
+    let mut last_passive = tokio::time::Instant::now();
+    while !stop.load(Ordering::Relaxed) {
         let (interval, rise, fall, backends) = {
             let c = ctl.config.read().unwrap();
             let bs: Vec<(String, SocketAddr)> = c
@@ -271,8 +276,22 @@ async fn health_loop(ctl: Arc<Ctl>, spec: ProbeSpec, stop: Arc<AtomicBool>) {
                 bs,
             )
         };
-        let tick = tokio::time::Instant::now();
-        let probes = backends.iter().map(|(n, a)| {
+        let tick = interval / 4;
+        let now = tokio::time::Instant::now();
+        next_probe.retain(|n, _| backends.iter().any(|(b, _)| b == n));
+        let due: Vec<(String, SocketAddr)> = backends
+            .iter()
+            .filter(|(n, _)| next_probe.get(n).is_none_or(|t| *t <= now))
+            .cloned()
+            .collect();
+        {
+            let d = ctl.link.desired.lock().unwrap();
+            for (n, _) in &due {
+                let suspect = d.passive.get(n).is_some_and(|p| p.suspect);
+                next_probe.insert(n.clone(), now + if suspect { tick } else { interval });
+            }
+        }
+        let probes = due.iter().map(|(n, a)| {
             id = id.wrapping_add(1);
             let (spec, a, n, id) = (spec.clone(), *a, n.clone(), id);
             async move { (n, health::probe(&spec, a, id).await) }
@@ -282,6 +301,8 @@ async fn health_loop(ctl: Arc<Ctl>, spec: ProbeSpec, stop: Arc<AtomicBool>) {
         {
             let mut d = ctl.link.desired.lock().unwrap();
             d.health.retain(|n, _| backends.iter().any(|(b, _)| b == n));
+            d.passive
+                .retain(|n, _| backends.iter().any(|(b, _)| b == n));
             let mut hc = ctl.health_checks.lock().unwrap();
             for (name, r) in results {
                 *hc.entry((name.clone(), r.ok())).or_default() += 1;
@@ -305,10 +326,36 @@ async fn health_loop(ctl: Arc<Ctl>, spec: ProbeSpec, stop: Arc<AtomicBool>) {
             })
             .await;
         }
-        if stop.load(Ordering::Relaxed) {
-            return;
+        if now.duration_since(last_passive) >= interval {
+            last_passive = now;
+            passive_sample(&ctl).await;
         }
-        tokio::time::sleep_until(tick + interval).await;
+        tokio::time::sleep_until(now + tick).await;
+    }
+}
+
+/// One passive-health sample from the engine's counters.
+async fn passive_sample(ctl: &Arc<Ctl>) {
+    let link = ctl.link.clone();
+    let Ok(Ok(r)) = tokio::task::spawn_blocking(move || {
+        let r = link.call(&Request::Summary)?;
+        r.stats.ok_or_else(|| anyhow::anyhow!("no report"))
+    })
+    .await
+    else {
+        return;
+    };
+    let mut d = ctl.link.desired.lock().unwrap();
+    for b in &r.backends {
+        let bad = b.timeouts + b.rcodes.get("SERVFAIL").copied().unwrap_or(0);
+        let p = d.passive.entry(b.name.clone()).or_default();
+        match p.observe(b.sent, bad) {
+            Some(true) => {
+                warn!(backend = %b.name, ratio = format!("{:.0}%", p.ratio() * 100.0), "backend SUSPECT (passive: timeouts and SERVFAIL); probing faster")
+            }
+            Some(false) => info!(backend = %b.name, "backend no longer suspect (passive)"),
+            None => {}
+        }
     }
 }
 
@@ -410,6 +457,7 @@ async fn backends(State(ctl): State<Arc<Ctl>>) -> Response {
             "address": Config::backend_addr(b).to_string(),
             "health": h.map_or("unknown", |h| if h.up { "up" } else { "down" }),
             "last_probe": h.map(|h| h.last.to_string()),
+            "suspect": d.passive.get(name).is_some_and(|p| p.suspect),
             "drained": d.drained.get(name).copied().unwrap_or(false),
             "weight": d.weight.get(name).copied().unwrap_or(b.weight),
             "usable": eng.map(|e| e.usable),
@@ -496,6 +544,7 @@ async fn metrics(State(ctl): State<Arc<Ctl>>) -> Response {
             engine_up: ctl.link.attached(),
             engine_restarts: ctl.link.restarts.load(Ordering::Relaxed),
             health: &d.health,
+            passive: &d.passive,
             health_checks: &hc,
             tcp: &ctl.tcp,
         },

@@ -25,6 +25,7 @@ pub struct Desired {
     pub health: HashMap<String, Health>,
     pub drained: HashMap<String, bool>,
     pub weight: HashMap<String, u32>,
+    pub passive: HashMap<String, crate::health::Passive>,
 }
 
 pub struct EngineLink {

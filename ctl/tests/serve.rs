@@ -598,3 +598,61 @@ fn writes_need_the_token_and_metrics_parse_with_the_reference_parser() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn passive_health_flags_a_backend_failing_client_queries_and_probes_it_faster() {
+    // Probes do not count SERVFAIL here, so only the passive side can see
+    // that every client query to "sick" fails.
+    let health = "interval_ms = 200\ntimeout_ms = 150\nrise = 2\nfall = 2\nquery_name = \"health.example.\"\nfail_rcodes = []";
+    let mut h = H::new(
+        7,
+        &[
+            ("fine", Some(&[])),
+            ("sick", Some(&["--rcode", "SERVFAIL"])),
+        ],
+        health,
+    );
+    h.start_ctl();
+    let vip = h.vip();
+    let checks = |h: &H| -> u64 {
+        let (_, text) = h.http("GET", "/metrics", None);
+        text.lines()
+            .find(|l| l.starts_with("dnsrail_health_checks_total{backend=\"sick\",result=\"ok\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let load = std::thread::spawn(move || {
+        let mut spec = LoadSpec::new(vip, 8_000);
+        spec.rate = 2_000;
+        load::run(&spec).unwrap()
+    });
+    let sick = |h: &H| {
+        h.get("/api/backends").and_then(|v| {
+            v.as_array()?
+                .iter()
+                .find(|b| b["name"] == "sick")
+                .map(|b| b["suspect"] == true)
+        }) == Some(true)
+    };
+    wait_until("sick suspect", 10, || sick(&h));
+    assert_eq!(
+        h.health("sick"),
+        "up",
+        "passive data alone does not mark down"
+    );
+    // Probed four times as often while suspect: ~4 per 200 ms interval.
+    let c0 = checks(&h);
+    std::thread::sleep(Duration::from_millis(1_000));
+    let c1 = checks(&h);
+    assert!(c1 - c0 >= 12, "{} probes in 1 s while suspect", c1 - c0);
+    let (_, text) = h.http("GET", "/metrics", None);
+    assert!(
+        text.contains("dnsrail_backend_suspect{backend=\"sick\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("dnsrail_backend_suspect{backend=\"fine\"} 0"),
+        "{text}"
+    );
+    load.join().unwrap();
+}

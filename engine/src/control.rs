@@ -32,7 +32,11 @@ const MAX_LINE: usize = 64 * 1024;
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     Hello,
+    /// The full report, rule hits included.
     Stats,
+    /// The report without rule hits (cheap at any rule count: what ctl
+    /// polls every health interval).
+    Summary,
     /// Health, drain and weight of one backend (each optional).
     SetBackend {
         name: String,
@@ -166,7 +170,7 @@ const RCODES: [&str; 16] = [
 ];
 
 /// Builds the report of a running engine.
-pub fn report(e: &Engine, started: Instant) -> Report {
+pub fn report(e: &Engine, started: Instant, with_rules: bool) -> Report {
     let snap = e.snapshot();
     let stats = e.worker_stats();
     let sum = |f: &dyn Fn(&crate::stats::WorkerStats) -> u64| stats.iter().map(|w| f(w)).sum();
@@ -245,7 +249,11 @@ pub fn report(e: &Engine, started: Instant) -> Report {
         frontends,
         backends,
         latency_bounds_us: (1..=HIST_BUCKETS).map(bucket_floor).collect(),
-        rules: snap.rules.hit_counts(),
+        rules: if with_rules {
+            snap.rules.hit_counts()
+        } else {
+            Vec::new()
+        },
         xdp: e.xdp_counters().map(|x| XdpReport {
             queries: x.queries,
             answers: x.answers,
@@ -268,8 +276,8 @@ pub fn handle(e: &Engine, req: Request, config_path: &str, started: Instant) -> 
             }),
             ..Response::ok()
         },
-        Request::Stats => Response {
-            stats: Some(report(e, started)),
+        Request::Stats | Request::Summary => Response {
+            stats: Some(report(e, started, req == Request::Stats)),
             ..Response::ok()
         },
         Request::SetBackend {
