@@ -14,8 +14,13 @@ pub struct Api {
 }
 
 impl Api {
-    /// One HTTP/1.1 request; returns (status, JSON or text body).
-    pub fn call(&self, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    /// One HTTP/1.1 request with a text body; returns (status, body).
+    pub fn call_body(
+        &self,
+        method: &str,
+        path: &str,
+        body_out: &str,
+    ) -> anyhow::Result<(u16, String)> {
         let mut s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(3))
             .with_context(|| format!("cannot reach dnsrailctl serve at {}", self.addr))?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -26,8 +31,9 @@ impl Api {
             .unwrap_or_default();
         write!(
             s,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n",
-            self.addr
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body_out}",
+            self.addr,
+            body_out.len()
         )?;
         let mut resp = String::new();
         s.read_to_string(&mut resp)?;
@@ -49,7 +55,11 @@ impl Api {
     }
 
     pub fn json(&self, method: &str, path: &str) -> anyhow::Result<Value> {
-        let (status, body) = self.call(method, path)?;
+        self.json_body(method, path, "")
+    }
+
+    pub fn json_body(&self, method: &str, path: &str, out: &str) -> anyhow::Result<Value> {
+        let (status, body) = self.call_body(method, path, out)?;
         let v: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
         if !(200..300).contains(&status) {
             let msg = v
@@ -166,6 +176,18 @@ fn latency_sum(v: &Value) -> (Vec<u64>, Vec<u64>) {
         }
     }
     (sum, bounds)
+}
+
+pub fn print_rules(v: &Value) {
+    println!("{:<40} {:<8} {:>12}", "rule", "source", "hits");
+    for r in v.as_array().into_iter().flatten() {
+        println!(
+            "{:<40} {:<8} {:>12}",
+            r["name"].as_str().unwrap_or("-"),
+            r["source"].as_str().unwrap_or("-"),
+            u(r, "hits")
+        );
+    }
 }
 
 pub fn print_stats(v: &Value) {

@@ -89,6 +89,13 @@ enum Cmd {
     },
     /// Re-read the configuration file (validated first).
     Reload(ApiArgs),
+    /// Runtime rules: list (with the file's), add, delete, load.
+    Rules {
+        #[command(subcommand)]
+        op: RulesOp,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Live view, refreshed every second.
     Top {
         /// Stop after this many refreshes.
@@ -97,6 +104,34 @@ enum Cmd {
         #[command(flatten)]
         api: ApiArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum RulesOp {
+    /// Every rule in match order (runtime first) with its hits.
+    List,
+    /// Add the `[[rule]]` entries of FILE (- = standard input).
+    Add {
+        file: String,
+        /// A rule may replace the runtime rule of the same name.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Delete a runtime rule.
+    Del { name: String },
+    /// Replace every runtime rule with those of FILE (- = standard input).
+    Load { file: String },
+}
+
+fn read_arg_file(f: &str) -> anyhow::Result<String> {
+    use std::io::Read;
+    if f == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("{f}: {e}"))
+    }
 }
 
 fn main() -> ExitCode {
@@ -194,6 +229,29 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             api: a,
         } => change(&a, &format!("/api/backends/{name}/weight?value={weight}")),
         Cmd::Reload(a) => change(&a, "/api/reload"),
+        Cmd::Rules { op, api: a } => {
+            let c = api(&a);
+            match op {
+                RulesOp::List => {
+                    show(&a, &c.json("GET", "/api/rules")?, cli::print_rules);
+                    return Ok(ExitCode::SUCCESS);
+                }
+                RulesOp::Add { file, replace } => {
+                    let path = if replace {
+                        "/api/rules?replace=true"
+                    } else {
+                        "/api/rules"
+                    };
+                    c.json_body("POST", path, &read_arg_file(&file)?)?
+                }
+                RulesOp::Del { name } => c.json("DELETE", &format!("/api/rules/{name}"))?,
+                RulesOp::Load { file } => {
+                    c.json_body("PUT", "/api/rules", &read_arg_file(&file)?)?
+                }
+            };
+            println!("ok");
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Top { iterations, api: a } => {
             cli::top(&api(&a), iterations)?;
             Ok(ExitCode::SUCCESS)

@@ -379,6 +379,11 @@ fn router(ctl: Arc<Ctl>) -> Router {
         .route("/api/stats", get(stats))
         .route("/api/backends/:name/:action", post(backend_action))
         .route("/api/reload", post(reload))
+        .route(
+            "/api/rules",
+            get(rules_list).post(rules_add).put(rules_load),
+        )
+        .route("/api/rules/:name", axum::routing::delete(rules_del))
         .route("/metrics", get(metrics))
         .with_state(ctl)
 }
@@ -531,6 +536,63 @@ async fn reload(State(ctl): State<Arc<Ctl>>, headers: HeaderMap) -> Response {
         Ok(()) => Json(json!({ "ok": true })).into_response(),
         Err(e) => err(StatusCode::BAD_REQUEST, e),
     }
+}
+
+async fn rules_list(State(ctl): State<Arc<Ctl>>) -> Response {
+    let link = ctl.link.clone();
+    match blocking(move || link.call(&Request::RulesList)).await {
+        Ok(r) if r.ok => Json(r.rules.unwrap_or_default()).into_response(),
+        Ok(r) => err(StatusCode::BAD_GATEWAY, r.error.unwrap_or_default()),
+        Err(e) => err(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct AddQuery {
+    #[serde(default)]
+    replace: bool,
+}
+
+async fn rules_change(ctl: Arc<Ctl>, headers: HeaderMap, req: Request) -> Response {
+    if let Some(r) = unauthorized(&ctl, &headers) {
+        return r;
+    }
+    let link = ctl.link.clone();
+    match blocking(move || link.rules_change(&req)).await {
+        Ok(()) => Json(json!({ "ok": true })).into_response(),
+        Err(e) => err(StatusCode::BAD_REQUEST, format!("{e:#}")),
+    }
+}
+
+/// `POST /api/rules[?replace=true]` with `[[rule]]` TOML: add.
+async fn rules_add(
+    State(ctl): State<Arc<Ctl>>,
+    headers: HeaderMap,
+    Query(q): Query<AddQuery>,
+    body: String,
+) -> Response {
+    rules_change(
+        ctl,
+        headers,
+        Request::RulesAdd {
+            text: body,
+            replace: q.replace,
+        },
+    )
+    .await
+}
+
+/// `PUT /api/rules` with `[[rule]]` TOML: replace every runtime rule.
+async fn rules_load(State(ctl): State<Arc<Ctl>>, headers: HeaderMap, body: String) -> Response {
+    rules_change(ctl, headers, Request::RulesLoad { text: body }).await
+}
+
+async fn rules_del(
+    State(ctl): State<Arc<Ctl>>,
+    headers: HeaderMap,
+    UrlPath(name): UrlPath<String>,
+) -> Response {
+    rules_change(ctl, headers, Request::RulesDel { name }).await
 }
 
 async fn metrics(State(ctl): State<Arc<Ctl>>) -> Response {

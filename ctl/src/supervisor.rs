@@ -26,6 +26,9 @@ pub struct Desired {
     pub drained: HashMap<String, bool>,
     pub weight: HashMap<String, u32>,
     pub passive: HashMap<String, crate::health::Passive>,
+    /// The runtime rules as last accepted by the engine (TOML), pushed to a
+    /// restarted engine; `None` until an operator changed them.
+    pub runtime_rules: Option<String>,
 }
 
 pub struct EngineLink {
@@ -100,7 +103,30 @@ impl EngineLink {
         Ok(())
     }
 
+    /// Sends a rules request and, when the engine accepts it, records the
+    /// resulting runtime set so a restarted engine gets it back.
+    pub fn rules_change(&self, req: &Request) -> anyhow::Result<()> {
+        let r = self.call(req)?;
+        if !r.ok {
+            anyhow::bail!("{}", r.error.unwrap_or_default());
+        }
+        let text = self.call(&Request::RulesExport)?.text.unwrap_or_default();
+        self.desired.lock().unwrap().runtime_rules = Some(text);
+        Ok(())
+    }
+
     fn push_all(&self, names: &[String]) {
+        let rules = self.desired.lock().unwrap().runtime_rules.clone();
+        if let Some(text) = rules {
+            match self.call(&Request::RulesLoad { text }) {
+                Ok(r) if r.ok => {}
+                Ok(r) => warn!(
+                    "the engine refused the runtime rules: {}",
+                    r.error.unwrap_or_default()
+                ),
+                Err(e) => warn!("cannot push the runtime rules: {e:#}"),
+            }
+        }
         for n in names {
             if let Err(e) = self.push_backend(n) {
                 warn!(backend = %n, "cannot push backend state: {e:#}");

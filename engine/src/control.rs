@@ -25,8 +25,8 @@ use crate::stats::{bucket_floor, DropReason, HIST_BUCKETS};
 
 pub const PROTOCOL: u32 = 1;
 
-/// Longest request line accepted (a reload path, a backend name).
-const MAX_LINE: usize = 64 * 1024;
+/// Longest request line accepted (a runtime rule set is the longest).
+const MAX_LINE: usize = 16 << 20;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -52,6 +52,32 @@ pub enum Request {
         #[serde(default)]
         path: Option<String>,
     },
+    /// Every rule (runtime first, then the file's) with its hits.
+    RulesList,
+    /// Add runtime rules (`[[rule]]` TOML); `replace` lets a rule replace
+    /// the runtime rule of the same name.
+    RulesAdd {
+        text: String,
+        #[serde(default)]
+        replace: bool,
+    },
+    RulesDel {
+        name: String,
+    },
+    /// Replace every runtime rule with those of `text`.
+    RulesLoad {
+        text: String,
+    },
+    /// The runtime rules as one TOML text.
+    RulesExport,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RuleInfo {
+    pub name: String,
+    /// "runtime" or "file".
+    pub source: String,
+    pub hits: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -63,6 +89,10 @@ pub struct Response {
     pub hello: Option<Hello>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<Report>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<RuleInfo>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 impl Response {
@@ -303,6 +333,28 @@ pub fn handle(e: &Engine, req: Request, config_path: &str, started: Instant) -> 
             info!(backend = %name, ?up, ?drained, ?weight, "backend state set by the control process");
             Response::ok()
         }
+        Request::RulesList => Response {
+            rules: Some(
+                e.rules_list()
+                    .into_iter()
+                    .map(|(name, source, hits)| RuleInfo {
+                        name,
+                        source: source.to_string(),
+                        hits,
+                    })
+                    .collect(),
+            ),
+            ..Response::ok()
+        },
+        Request::RulesAdd { text, replace } => {
+            done(e.rules_add(&text, replace), "runtime rules added")
+        }
+        Request::RulesDel { name } => done(e.rules_del(&name), "runtime rule deleted"),
+        Request::RulesLoad { text } => done(e.rules_load(&text), "runtime rules loaded"),
+        Request::RulesExport => Response {
+            text: Some(e.rules_export()),
+            ..Response::ok()
+        },
         Request::Reload { path } => {
             let path = path.unwrap_or_else(|| config_path.to_string());
             match Config::load(Path::new(&path)) {
@@ -316,6 +368,19 @@ pub fn handle(e: &Engine, req: Request, config_path: &str, started: Instant) -> 
                     Response::err(err)
                 }
             }
+        }
+    }
+}
+
+fn done(r: Result<(), String>, what: &str) -> Response {
+    match r {
+        Ok(()) => {
+            info!("{what}");
+            Response::ok()
+        }
+        Err(e) => {
+            warn!("rules change refused: {e}");
+            Response::err(e)
         }
     }
 }

@@ -197,17 +197,24 @@ impl Core {
             return self.dropped(DropReason::NotOurs);
         };
         let mut pool_idx = usize::from(fe.pool);
-        if !snap.rules.is_empty() {
+        if !snap.rules.is_empty() || !snap.runtime_rules.is_empty() {
             let rq = rules::Query {
                 name: q.name(msg),
                 qtype: q.qtype,
                 qclass: q.qclass,
                 source: client.ip,
             };
-            match snap
-                .rules
+            // Runtime rules (an operator's) first, then the file's.
+            let hit = match snap
+                .runtime_rules
                 .first_match(&rq, &mut self.rule_scratch, self.worker)
             {
+                Some(a) => Some(a),
+                None => snap
+                    .rules
+                    .first_match(&rq, &mut self.rule_scratch, self.worker),
+            };
+            match hit {
                 None | Some(Action::Allow) => {}
                 Some(Action::Pool(p)) => pool_idx = usize::from(*p),
                 Some(Action::Drop) => return self.dropped(DropReason::RuleDrop),

@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use arc_swap::ArcSwap;
 use socket2::Socket;
 use toml::Spanned;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::{Config, IoMode};
 use crate::core::{Core, PortPlan};
@@ -22,6 +22,8 @@ use crate::io::socket::{bind_frontend, SocketWorker};
 use crate::io::xdp::neighbours::Resolver;
 use crate::io::xdp::worker::{XskSpec, XskWorker};
 use crate::io::xdp::{XdpCounters, XdpPlane};
+use crate::rules::runtime::RuntimeRules;
+use crate::rules::RuleSet;
 use crate::snapshot::{BackendId, Overrides, Registry, Snapshot, MAX_BACKENDS};
 use crate::stats::{Totals, WorkerStats};
 
@@ -52,6 +54,12 @@ struct Control {
     /// Backends removed or readdressed by a reload, with when: answers to
     /// queries sent before it stay acceptable for `timeout + 1 s`.
     retired: Vec<(BackendId, SocketAddr, Instant)>,
+    /// Rules set at run time, and their compiled set with the pool list it
+    /// was compiled for (recompiled only when either changes, so hit
+    /// counters survive health and drain changes).
+    runtime: RuntimeRules,
+    runtime_compiled: Option<(Vec<String>, Arc<RuleSet>)>,
+    workers: usize,
 }
 
 impl Control {
@@ -74,6 +82,18 @@ impl Control {
         let keep = Duration::from_nanos(snap.timeout_ns) + Duration::from_secs(1);
         self.retired.retain(|r| now.duration_since(r.2) <= keep);
         snap.retired = self.retired.iter().map(|&(id, a, _)| (id, a)).collect();
+        let pools = self.config.pool_names();
+        if self.runtime_compiled.as_ref().map(|c| &c.0) != Some(&pools) {
+            let set = match self.runtime.compile(&pools, self.workers) {
+                Ok(set) => set,
+                Err(e) => {
+                    error!("runtime rules do not compile against this configuration ({e}); they are off until replaced");
+                    Arc::new(RuleSet::empty())
+                }
+            };
+            self.runtime_compiled = Some((pools, set));
+        }
+        snap.runtime_rules = self.runtime_compiled.as_ref().expect("set above").1.clone();
         info!(
             generation = snap.generation,
             backends = snap.live_backends().count(),
@@ -253,6 +273,9 @@ impl Engine {
             resolved: HashMap::new(),
             xdp: Some(plane.clone()),
             retired: Vec::new(),
+            runtime: RuntimeRules::default(),
+            runtime_compiled: None,
+            workers,
         }));
         threads.push(Self::spawn_neighbours(
             resolver,
@@ -402,6 +425,9 @@ impl Engine {
                 resolved,
                 xdp: None,
                 retired: Vec::new(),
+                runtime: RuntimeRules::default(),
+                runtime_compiled: None,
+                workers,
             })),
             xdp: None,
         })
@@ -419,6 +445,54 @@ impl Engine {
     /// The XDP program's counters (AF_XDP data plane only).
     pub fn xdp_counters(&self) -> Option<XdpCounters> {
         self.xdp.as_ref().map(|x| x.counters())
+    }
+
+    /// Replaces the runtime rules with `next` if it compiles; the swap is
+    /// one snapshot, so no query sees half a change.
+    fn set_runtime(&self, next: RuntimeRules) -> Result<(), String> {
+        let mut c = self.control.lock().unwrap();
+        let set = next.compile(&c.config.pool_names(), c.workers)?;
+        c.runtime = next;
+        c.runtime_compiled = Some((c.config.pool_names(), set));
+        c.publish(&self.shared);
+        Ok(())
+    }
+
+    /// Adds runtime rules (`[[rule]]` TOML); see [`RuntimeRules::with_added`].
+    pub fn rules_add(&self, text: &str, replace: bool) -> Result<(), String> {
+        let next = self
+            .control
+            .lock()
+            .unwrap()
+            .runtime
+            .with_added(text, replace)?;
+        self.set_runtime(next)
+    }
+
+    pub fn rules_del(&self, name: &str) -> Result<(), String> {
+        let next = self.control.lock().unwrap().runtime.without(name)?;
+        self.set_runtime(next)
+    }
+
+    /// Replaces every runtime rule with those of `text` (empty: none).
+    pub fn rules_load(&self, text: &str) -> Result<(), String> {
+        self.set_runtime(RuntimeRules::parse(text)?)
+    }
+
+    pub fn rules_export(&self) -> String {
+        self.control.lock().unwrap().runtime.export()
+    }
+
+    /// (name, "runtime" | "file", hits) of every rule, in match order.
+    pub fn rules_list(&self) -> Vec<(String, &'static str, u64)> {
+        let snap = self.snapshot();
+        let mut out = Vec::new();
+        for (set, source) in [(&snap.runtime_rules, "runtime"), (&snap.rules, "file")] {
+            for i in 0..set.len() {
+                out.push((set.name(i).to_string(), source, set.hits(i)));
+            }
+        }
+        out
     }
 
     /// The backend-side UDP ports of the AF_XDP data plane (empty on the

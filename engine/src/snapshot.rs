@@ -117,6 +117,8 @@ pub struct Snapshot {
     pub frontends: Box<[Option<Frontend>]>,
     pub timeout_ns: u64,
     pub rules: Arc<RuleSet>,
+    /// Rules set at run time (ctl's API), checked before `rules`.
+    pub runtime_rules: Arc<RuleSet>,
     /// 0 = do not clamp.
     pub edns_max: u16,
     /// Backends a reload removed (or readdressed) recently, by id and old
@@ -227,6 +229,7 @@ impl Snapshot {
                 .compiled_rules
                 .clone()
                 .unwrap_or_else(|| Arc::new(RuleSet::empty())),
+            runtime_rules: Arc::new(RuleSet::empty()),
             edns_max: cfg.engine.edns_max_payload,
             retired: Vec::new(),
         }

@@ -11,6 +11,7 @@
 pub mod config;
 mod prefix;
 pub mod reply;
+pub mod runtime;
 
 use ahash::RandomState;
 use std::collections::{HashMap, HashSet};
