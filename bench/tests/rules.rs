@@ -146,3 +146,38 @@ fn edns_payload_is_clamped_toward_backends() {
     assert_eq!(&buf[opt + 3..opt + 5], &1232u16.to_be_bytes());
     assert_eq!(&buf[2..opt + 3], &q[2..opt + 3], "nothing else changed");
 }
+
+#[test]
+fn dynamic_block_on_the_socket_plane_drops_in_userspace_and_expires() {
+    let b = common::backend("127.0.0.1:0");
+    let e = common::engine(common::config(
+        "workers = 1",
+        &["127.0.0.1:0"],
+        &[("r1", b.addr)],
+        "[dynblock]\nqps = 200\nblock_s = 2\n",
+    ));
+    let fe = e.frontend_addrs()[0];
+    // 2 000 qps for a second: over 200 qps within the first 0.1 s.
+    let mut spec = dnsrail_bench::load::LoadSpec::new(fe, 2_000);
+    spec.rate = 2_000;
+    spec.max_outstanding = 200;
+    spec.timeout = std::time::Duration::from_millis(200);
+    spec.max_duration = std::time::Duration::from_secs(2);
+    let r = dnsrail_bench::load::run(&spec).unwrap();
+    assert!(r.lost > 0, "the burst was cut off: {}", r.summary());
+    let t = common::wait_for(&e, "dyn_blocked drops", |t| {
+        t.drop_count(DropReason::DynBlocked) > 0
+    });
+    let d = e.dynblock().unwrap();
+    assert_eq!(d.added.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert!(t.drop_count(DropReason::DynBlocked) >= r.lost / 2, "{t:?}");
+    // Expires after 2 s: answered again.
+    let t0 = std::time::Instant::now();
+    while !common::dig(fe, &["+notcp", "again.example", "A"]).contains("192.0.2.1") {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(8),
+            "never released"
+        );
+    }
+    assert_eq!(d.expired.load(std::sync::atomic::Ordering::Relaxed), 1);
+}

@@ -37,12 +37,22 @@ fn xdp_config(n: usize, extra_engine: &str) -> String {
     t
 }
 
-/// Starts an engine inside the balancer namespace (its workers live there).
+/// Starts an engine inside the balancer namespace (its workers live there)
+/// and waits (bounded) until every backend's next hop is resolved.
 fn start_in_lb(topo: &Topo, text: String) -> Engine {
-    topo.within("lb", move || {
+    let e = topo.within("lb", move || {
         let cfg = Config::parse(&text, "xdp.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
         Engine::start(cfg).expect("AF_XDP engine starts")
-    })
+    });
+    let t0 = Instant::now();
+    while !e.snapshot().live_backends().all(|b| b.reachable) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "next hops never resolved"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    e
 }
 
 fn xdp_attached(topo: &Topo) -> bool {
@@ -253,6 +263,59 @@ fn reload_replacing_a_backend_under_load_loses_nothing() {
     let snap = e.snapshot();
     let be3 = snap.live_backends().find(|b| b.name == "be3").unwrap();
     assert!(t.backend_answered[usize::from(be3.id)] > 1_000, "{t:?}");
+}
+
+#[test]
+fn a_source_over_its_rate_lands_in_the_xdp_drop_map_and_is_released_on_expiry() {
+    let Some(mut topo) = Topo::up("drxa", 1) else {
+        return;
+    };
+    topo.backend(1);
+    let text = xdp_config(1, "") + "[dynblock]\nqps = 300\nblock_s = 4\n";
+    let e = start_in_lb(&topo, text);
+    assert!(topo.dig(VIP4, &["calm.example", "A"]).contains("192.0.2.1"));
+    // A burst well over 300 qps from the client.
+    let vip: SocketAddr = format!("{VIP4}:53").parse().unwrap();
+    topo.within("cli", move || {
+        // Bounded: once blocked, the rest goes unanswered.
+        let mut spec = LoadSpec::new(vip, 2_000);
+        spec.max_outstanding = 200;
+        spec.timeout = Duration::from_millis(200);
+        spec.max_duration = Duration::from_secs(2);
+        load::run(&spec).expect("load runs")
+    });
+    let d = e.dynblock().expect("configured").clone();
+    let t0 = Instant::now();
+    while d.added.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(5), "never blocked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let blocked: Vec<String> = d
+        .list()
+        .iter()
+        .map(|((ip, l), _)| format!("{ip}/{l}"))
+        .collect();
+    assert_eq!(blocked, ["10.99.0.10/32"]);
+    // In the XDP map: dropped before userspace, counted by the program.
+    let queries = e.totals().queries;
+    let before = e.xdp_counters().unwrap().blocked;
+    let out = topo.dig(VIP4, &["while-blocked.example", "A"]);
+    assert!(out.contains("timed out"), "{out}");
+    assert!(e.xdp_counters().unwrap().blocked > before);
+    assert_eq!(e.totals().queries, queries, "userspace saw none of it");
+    // Released on expiry (4 s).
+    let t0 = Instant::now();
+    while !topo
+        .dig(VIP4, &["after-expiry.example", "A"])
+        .contains("192.0.2.1")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "block never expired"
+        );
+    }
+    assert_eq!(d.expired.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert!(d.list().is_empty());
 }
 
 fn roundtrip(s: &UdpSocket, to: SocketAddr, q: &[u8], buf: &mut [u8]) -> usize {

@@ -289,6 +289,29 @@ pub fn render(r: Option<&Report>, v: &CtlView<'_>) -> String {
             esc(name)
         );
     }
+    if let Some(d) = &r.dynblock {
+        head(
+            &mut o,
+            "dnsrail_dynblock_active",
+            "gauge",
+            "Source prefixes blocked now.",
+        );
+        let _ = writeln!(o, "dnsrail_dynblock_active {}", d.active.len());
+        head(
+            &mut o,
+            "dnsrail_dynblock_added_total",
+            "counter",
+            "Dynamic blocks added.",
+        );
+        let _ = writeln!(o, "dnsrail_dynblock_added_total {}", d.added);
+        head(
+            &mut o,
+            "dnsrail_dynblock_expired_total",
+            "counter",
+            "Dynamic blocks expired.",
+        );
+        let _ = writeln!(o, "dnsrail_dynblock_expired_total {}", d.expired);
+    }
     if let Some(x) = &r.xdp {
         head(
             &mut o,

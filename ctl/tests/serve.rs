@@ -25,7 +25,12 @@ fn target_bin(name: &str) -> PathBuf {
     bin
 }
 
+/// One test at a time: they measure loss and detection time, and several
+/// engines, ctls and load generators on two shared cores starve each other.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 struct H {
+    _serial: std::sync::MutexGuard<'static, ()>,
     n: u8,
     dir: PathBuf,
     ctl: Option<Child>,
@@ -42,6 +47,7 @@ impl H {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut h = H {
+            _serial: ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner()),
             n,
             dir,
             ctl: None,

@@ -36,6 +36,9 @@ pub struct Config {
     /// The control process (`dnsrailctl serve`).
     #[serde(default)]
     pub ctl: CtlConfig,
+    /// Dynamic blocks of sources over a rate.
+    #[serde(default)]
+    pub dynblock: DynBlockConfig,
     /// Rules written in this file, in order (before those of `rules.file`).
     #[serde(default, rename = "rule")]
     pub rules: Vec<RuleConfig>,
@@ -44,6 +47,31 @@ pub struct Config {
     /// The compiled rules of this file and of `rules.file`.
     #[serde(skip)]
     pub compiled_rules: Option<Arc<RuleSet>>,
+}
+
+/// `[dynblock]`: block a source prefix over `qps` for `block_s` seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DynBlockConfig {
+    /// Queries per second per source prefix (per worker); 0 = off.
+    pub qps: u32,
+    pub prefix_v4: u8,
+    pub prefix_v6: u8,
+    pub block_s: u64,
+    /// Most prefixes blocked at once.
+    pub max_blocked: usize,
+}
+
+impl Default for DynBlockConfig {
+    fn default() -> Self {
+        DynBlockConfig {
+            qps: 0,
+            prefix_v4: 32,
+            prefix_v6: 64,
+            block_s: 60,
+            max_blocked: 10_000,
+        }
+    }
 }
 
 /// `[ctl]`: the control process.
@@ -481,6 +509,19 @@ impl Config {
         }
         if !(1..=64).contains(&e.ports_per_worker) {
             return Err(whole("engine.ports_per_worker", "must be 1 to 64".into()));
+        }
+        let d = &self.dynblock;
+        if d.prefix_v4 > 32 || d.prefix_v6 > 128 {
+            return Err(whole(
+                "dynblock.prefix_v4",
+                "prefix_v4 ≤ 32 and prefix_v6 ≤ 128".into(),
+            ));
+        }
+        if d.qps > 0 && !(1..=86_400).contains(&d.block_s) {
+            return Err(whole("dynblock.block_s", "must be 1 to 86400".into()));
+        }
+        if !(1..=1_000_000).contains(&d.max_blocked) {
+            return Err(whole("dynblock.max_blocked", "must be 1 to 1000000".into()));
         }
         if self.ctl.api_listen.parse::<SocketAddr>().is_err() {
             return Err(whole("ctl.api_listen", "must be ip:port".into()));

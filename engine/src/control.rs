@@ -170,6 +170,18 @@ pub struct Report {
     pub rules: Vec<(String, u64)>,
     /// AF_XDP: what the XDP program did.
     pub xdp: Option<XdpReport>,
+    /// `[dynblock]`, when configured.
+    #[serde(default)]
+    pub dynblock: Option<DynBlockReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+pub struct DynBlockReport {
+    /// Blocked prefixes now (`ip/len`) and the seconds left.
+    pub active: Vec<(String, u64)>,
+    pub added: u64,
+    pub expired: u64,
+    pub overflow: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
@@ -284,6 +296,24 @@ pub fn report(e: &Engine, started: Instant, with_rules: bool) -> Report {
         } else {
             Vec::new()
         },
+        dynblock: e.dynblock().map(|d| {
+            let now = Instant::now();
+            DynBlockReport {
+                active: d
+                    .list()
+                    .into_iter()
+                    .map(|((ip, len), until)| {
+                        (
+                            format!("{ip}/{len}"),
+                            until.saturating_duration_since(now).as_secs(),
+                        )
+                    })
+                    .collect(),
+                added: d.added.load(std::sync::atomic::Ordering::Relaxed),
+                expired: d.expired.load(std::sync::atomic::Ordering::Relaxed),
+                overflow: d.overflow.load(std::sync::atomic::Ordering::Relaxed),
+            }
+        }),
         xdp: e.xdp_counters().map(|x| XdpReport {
             queries: x.queries,
             answers: x.answers,

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::config::WhenAllDown;
+use crate::dynblock::{DynBlock, RateTable};
 use crate::hash;
 use crate::inflight::{InflightTable, Pending, PortCursor, Reject};
 use crate::policy::{Key, PickState};
@@ -109,6 +110,8 @@ pub struct Core {
     rng: u64,
     generation: u64,
     rule_scratch: rules::Scratch,
+    /// Dynamic blocks: the shared list and this worker's rate table.
+    dynblock: Option<(Arc<DynBlock>, Box<RateTable>)>,
 }
 
 impl Core {
@@ -132,7 +135,14 @@ impl Core {
             rng: hash::mix(0x5eed ^ worker as u64) | 1,
             generation: u64::MAX,
             rule_scratch: rules::Scratch::new(),
+            dynblock: None,
         }
+    }
+
+    /// Counts per-source rates and drops blocked sources (`[dynblock]`).
+    pub fn with_dynblock(mut self, d: Arc<DynBlock>) -> Core {
+        self.dynblock = Some((d, Box::default()));
+        self
     }
 
     pub fn worker(&self) -> usize {
@@ -196,6 +206,15 @@ impl Core {
         let Some(fe) = snap.frontend(frontend) else {
             return self.dropped(DropReason::NotOurs);
         };
+        if let Some((db, rates)) = &mut self.dynblock {
+            if db.is_blocked(client.ip) {
+                return self.dropped(DropReason::DynBlocked);
+            }
+            let p = db.prefix(client.ip);
+            if rates.over(p, (now_ns / 1_000_000_000) as u32, db.cfg.qps) {
+                db.report(p);
+            }
+        }
         let mut pool_idx = usize::from(fe.pool);
         if !snap.rules.is_empty() || !snap.runtime_rules.is_empty() {
             let rq = rules::Query {
@@ -379,6 +398,10 @@ impl Core {
 
     /// Counts a datagram the I/O layer dropped itself.
     #[inline]
+    pub fn count_drops(&self, r: DropReason, n: u64) {
+        self.stats.drops[r as usize].add(n);
+    }
+
     pub fn count_drop(&self, r: DropReason) {
         self.stats.count_drop(r);
     }

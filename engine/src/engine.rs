@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, IoMode};
 use crate::core::{Core, PortPlan};
+use crate::dynblock::DynBlock;
 use crate::inflight::InflightTable;
 use crate::io::socket::{bind_frontend, SocketWorker};
 use crate::io::xdp::neighbours::Resolver;
@@ -122,6 +123,7 @@ pub struct Engine {
     threads: Vec<JoinHandle<()>>,
     control: Arc<Mutex<Control>>,
     xdp: Option<Arc<XdpPlane>>,
+    dynblock: Option<Arc<DynBlock>>,
 }
 
 /// Frontends configured with port 0 take the port the first bind got, so
@@ -155,6 +157,34 @@ fn spawn_pinned(
                 }
             }
             run();
+        })?)
+}
+
+/// The dynamic-block thread: every 50 ms, reports in and expiries out,
+/// mirrored into the XDP drop map when there is one.
+fn spawn_blocker(
+    d: Arc<DynBlock>,
+    xdp: Option<Arc<XdpPlane>>,
+    shared: Arc<Shared>,
+) -> anyhow::Result<JoinHandle<()>> {
+    Ok(std::thread::Builder::new()
+        .name("dnsrail-dynblock".into())
+        .spawn(move || {
+            while !shared.stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+                d.step(Instant::now(), |(ip, len), add| {
+                    if let Some(x) = &xdp {
+                        let r =
+                            x.program
+                                .lock()
+                                .unwrap()
+                                .block(ip, u32::from(len), add.then_some(1));
+                        if let Err(e) = r {
+                            warn!(%ip, len, "XDP block map: {e:#}");
+                        }
+                    }
+                });
+            }
         })?)
 }
 
@@ -228,6 +258,8 @@ impl Engine {
         overrides.neighbours = Some(macs);
         let snap = Snapshot::build(&cfg, &mut registry, &overrides, 1);
         let shared = new_shared(snap.clone());
+        let dynblock =
+            (cfg.dynblock.qps > 0).then(|| Arc::new(DynBlock::new(cfg.dynblock.clone())));
 
         let mut stats = Vec::new();
         let mut threads = Vec::new();
@@ -238,7 +270,10 @@ impl Engine {
             for l in 0..per_worker {
                 table.ensure_port(table.port_index(w, l));
             }
-            let core = Core::new(w, table.clone(), st, PortPlan::Shared);
+            let mut core = Core::new(w, table.clone(), st, PortPlan::Shared);
+            if let Some(d) = &dynblock {
+                core = core.with_dynblock(d.clone());
+            }
             let spec = XskSpec {
                 ifname,
                 queue: w as u32,
@@ -282,6 +317,13 @@ impl Engine {
             shared.clone(),
             control.clone(),
         )?);
+        if let Some(d) = &dynblock {
+            threads.push(spawn_blocker(
+                d.clone(),
+                Some(plane.clone()),
+                shared.clone(),
+            )?);
+        }
         Ok(Engine {
             shared,
             stats,
@@ -289,6 +331,7 @@ impl Engine {
             threads,
             control,
             xdp: Some(plane),
+            dynblock,
         })
     }
 
@@ -369,6 +412,8 @@ impl Engine {
         let overrides = Overrides::default();
         let snap = Snapshot::build(&cfg, &mut registry, &overrides, 1);
         let shared = new_shared(snap.clone());
+        let dynblock =
+            (cfg.dynblock.qps > 0).then(|| Arc::new(DynBlock::new(cfg.dynblock.clone())));
 
         let ids: Vec<u16> = cfg
             .frontends
@@ -395,7 +440,10 @@ impl Engine {
             };
             let st = Arc::new(WorkerStats::default());
             stats.push(st.clone());
-            let core = Core::new(w, table.clone(), st, PortPlan::PerBackend { per_backend });
+            let mut core = Core::new(w, table.clone(), st, PortPlan::PerBackend { per_backend });
+            if let Some(d) = &dynblock {
+                core = core.with_dynblock(d.clone());
+            }
             let worker = SocketWorker::new(
                 core,
                 shared.clone(),
@@ -404,6 +452,9 @@ impl Engine {
                 ids.iter().copied().zip(socks).collect(),
             )?;
             threads.push(spawn_pinned(&cfg, w, move || worker.run())?);
+        }
+        if let Some(d) = &dynblock {
+            threads.push(spawn_blocker(d.clone(), None, shared.clone())?);
         }
         info!(
             workers,
@@ -430,6 +481,7 @@ impl Engine {
                 workers,
             })),
             xdp: None,
+            dynblock,
         })
     }
 
@@ -493,6 +545,11 @@ impl Engine {
             }
         }
         out
+    }
+
+    /// Dynamic blocks (`[dynblock]`), when configured.
+    pub fn dynblock(&self) -> Option<&Arc<DynBlock>> {
+        self.dynblock.as_ref()
     }
 
     /// The backend-side UDP ports of the AF_XDP data plane (empty on the

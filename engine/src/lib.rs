@@ -10,6 +10,7 @@
 pub mod config;
 pub mod control;
 pub mod core;
+pub mod dynblock;
 pub mod engine;
 pub mod frame;
 pub mod hash;

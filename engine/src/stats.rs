@@ -72,6 +72,8 @@ drop_reasons! {
     SendFailed => "send_failed", "The kernel refused to send (buffer full, unreachable).";
     RuleDrop => "rule_drop", "A rule's action was drop.";
     NoRoom => "no_room", "A rule's reply did not fit the buffer.";
+    RingFull => "ring_full", "AF_XDP: dropped by the kernel, the worker's RX ring full or its fill ring empty.";
+    DynBlocked => "dyn_blocked", "Source in the dynamic block list (before XDP took it over, or on the socket data plane).";
 }
 
 /// Log-linear latency histogram in microseconds: exact below 16 µs, then

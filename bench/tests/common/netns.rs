@@ -28,9 +28,15 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/netns.sh")
 }
 
+/// One topology at a time: the tests measure loss and timing, and several
+/// balancers, backends and load generators on two shared cores would starve
+/// each other.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 pub struct Topo {
     pub prefix: String,
     children: Vec<Child>,
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Topo {
@@ -47,6 +53,8 @@ impl Topo {
             eprintln!("SKIPPED: {prefix}: the AF_XDP tests need root (namespaces, XDP)");
             return None;
         }
+        // A test that failed poisons the lock; the next one still runs.
+        let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let st = Command::new("bash")
             .arg(script())
             .args(["up", prefix, &backends.to_string(), &queues.to_string()])
@@ -56,6 +64,7 @@ impl Topo {
         Some(Topo {
             prefix: prefix.to_string(),
             children: Vec::new(),
+            _serial: serial,
         })
     }
 
