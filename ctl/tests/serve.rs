@@ -593,6 +593,25 @@ fn writes_need_the_token_and_metrics_parse_with_the_reference_parser() {
         "{table}"
     );
 
+    // `top`: two refreshes, rates from the second.
+    let out = Command::new(env!("CARGO_BIN_EXE_dnsrailctl"))
+        .args([
+            "top",
+            "--iterations",
+            "2",
+            "--api",
+            &h.api_addr().to_string(),
+        ])
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && screen.contains("qps in")
+            && screen.contains("latency (last second)"),
+        "{screen}"
+    );
+
     let (code, text) = h.http("GET", "/metrics", None);
     assert_eq!(code, 200);
     let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\n\
