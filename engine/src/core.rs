@@ -222,6 +222,7 @@ impl Core {
                 qtype: q.qtype,
                 qclass: q.qclass,
                 source: client.ip,
+                now_s: (now_ns / 1_000_000_000) as u32,
             };
             // Runtime rules (an operator's) first, then the file's.
             let hit = match snap

@@ -143,23 +143,36 @@ const SLOTS: usize = 1 << 16;
 
 impl Default for RateTable {
     fn default() -> Self {
-        RateTable {
-            slots: vec![Slot::default(); SLOTS].into_boxed_slice(),
-        }
+        RateTable::with_slots(SLOTS)
     }
 }
 
 impl RateTable {
+    /// A table of `slots` (a power of two) entries of 32 bytes.
+    pub fn with_slots(slots: usize) -> RateTable {
+        RateTable {
+            slots: vec![Slot::default(); slots.next_power_of_two()].into_boxed_slice(),
+        }
+    }
+
     /// Counts one query of prefix `p` in second `now_s`; true exactly when
     /// its count in this second passes `qps` (once per second).
     #[inline]
     pub fn over(&mut self, p: (IpAddr, u8), now_s: u32, qps: u32) -> bool {
+        self.count(p, now_s) == qps.saturating_add(1)
+    }
+
+    /// Counts one query of prefix `p` in second `now_s`; its count so far
+    /// in that second.
+    #[inline]
+    pub fn count(&mut self, p: (IpAddr, u8), now_s: u32) -> u32 {
         let key = match p.0 {
             IpAddr::V4(a) => u128::from(u32::from(a)),
             IpAddr::V6(a) => u128::from(a) ^ (1 << 127),
         };
         let h = crate::hash::mix((key as u64) ^ ((key >> 64) as u64) ^ u64::from(p.1));
-        let s = &mut self.slots[(h as usize) & (SLOTS - 1)];
+        let mask = self.slots.len() - 1;
+        let s = &mut self.slots[(h as usize) & mask];
         if s.key != key || s.len != p.1 || s.second != now_s {
             *s = Slot {
                 key,
@@ -168,8 +181,8 @@ impl RateTable {
                 count: 0,
             };
         }
-        s.count += 1;
-        s.count == qps.saturating_add(1)
+        s.count = s.count.saturating_add(1);
+        s.count
     }
 }
 

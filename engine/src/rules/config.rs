@@ -43,6 +43,10 @@ pub struct MatchConfig {
     pub qclass: Option<OneOrMany<TypeName>>,
     /// Client source prefixes (`192.0.2.0/24`, `2001:db8::/32`, or an address).
     pub source: Option<OneOrMany<String>>,
+    /// Holds while the client's prefix has sent more than `qps` queries in
+    /// the current second (counted per worker, over the queries that reach
+    /// this selector: the rule's other selectors come first).
+    pub rate: Option<RateConfig>,
     pub not: Option<Box<MatchConfig>>,
     pub all: Option<Vec<MatchConfig>>,
     pub any: Option<Vec<MatchConfig>>,
@@ -82,4 +86,22 @@ pub struct RuleConfig {
 pub struct RulesFile {
     #[serde(default, rename = "rule")]
     pub rules: Vec<RuleConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateConfig {
+    pub qps: u32,
+    #[serde(default = "v4_len")]
+    pub prefix_v4: u8,
+    #[serde(default = "v6_len")]
+    pub prefix_v6: u8,
+}
+
+fn v4_len() -> u8 {
+    32
+}
+
+fn v6_len() -> u8 {
+    64
 }

@@ -54,6 +54,8 @@ enum Cond {
     QType(Box<[u16]>),
     QClass(Box<[u16]>),
     Source(Box<[Prefix]>),
+    /// Per-source rate: (table id, qps, v4 bits, v6 bits).
+    Rate(u32, u32, u8, u8),
     Not(Box<Cond>),
     All(Box<[Cond]>),
     Any(Box<[Cond]>),
@@ -74,6 +76,8 @@ pub struct Query<'a> {
     pub qtype: u16,
     pub qclass: u16,
     pub source: IpAddr,
+    /// The current second (for rate selectors).
+    pub now_s: u32,
 }
 
 /// Per-worker scratch space, so matching allocates nothing.
@@ -89,6 +93,8 @@ pub struct Scratch {
     /// only read, then: clearing and iterating it costs its whole capacity).
     regex_hit: bool,
     cands: Vec<u32>,
+    /// This worker's rate tables, one per rate selector (made on first use).
+    rates: Vec<crate::dynblock::RateTable>,
 }
 
 impl Scratch {
@@ -101,6 +107,7 @@ impl Scratch {
             regex_done: false,
             regex_hit: false,
             cands: Vec::with_capacity(64),
+            rates: Vec::new(),
         }
     }
 }
@@ -212,6 +219,8 @@ fn each<T: std::fmt::Debug, U, C: FromIterator<U>>(
 
 struct Builder {
     patterns: Vec<String>,
+    /// Rate selectors so far (each gets its own table per worker).
+    rates: u32,
 }
 
 impl Builder {
@@ -266,6 +275,16 @@ impl Builder {
                 "is not an address or prefix",
                 |p| Prefix::parse(p),
             )?));
+        }
+        if let Some(r) = &m.rate {
+            if r.qps == 0 || r.prefix_v4 > 32 || r.prefix_v6 > 128 {
+                return Err((
+                    format!("{key}.rate"),
+                    "qps ≥ 1, prefix_v4 ≤ 32, prefix_v6 ≤ 128".into(),
+                ));
+            }
+            parts.push(Cond::Rate(self.rates, r.qps, r.prefix_v4, r.prefix_v6));
+            self.rates += 1;
         }
         if let Some(n) = &m.not {
             parts.push(Cond::Not(Box::new(self.cond(n, &format!("{key}.not"))?)));
@@ -385,6 +404,7 @@ impl RuleSet {
     ) -> Result<RuleSet, RuleError> {
         let mut b = Builder {
             patterns: Vec::new(),
+            rates: 0,
         };
         let mut set = RuleSet {
             rules: Box::new([]),
@@ -632,6 +652,15 @@ impl RuleSet {
             Cond::QType(t) => t.contains(&q.qtype),
             Cond::QClass(t) => t.contains(&q.qclass),
             Cond::Source(p) => p.iter().any(|p| p.contains(q.source)),
+            Cond::Rate(id, qps, v4, v6) => {
+                let id = *id as usize;
+                while s.rates.len() <= id {
+                    // 4 096 slots (128 KiB) per selector and worker.
+                    s.rates.push(crate::dynblock::RateTable::with_slots(4096));
+                }
+                let p = crate::dynblock::prefix_of(q.source, *v4, *v6);
+                s.rates[id].count(p, q.now_s) > *qps
+            }
             Cond::Not(c) => !self.holds(c, q, s),
             Cond::All(cs) => cs.iter().all(|c| self.holds(c, q, s)),
             Cond::Any(cs) => cs.iter().any(|c| self.holds(c, q, s)),

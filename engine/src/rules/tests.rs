@@ -21,6 +21,7 @@ fn decide(s: &RuleSet, name: &str, t: u16, src: &str) -> Option<(String, Action)
         qtype: q.qtype,
         qclass: q.qclass,
         source: src.parse().unwrap(),
+        now_s: 0,
     };
     let mut sc = Scratch::new();
     let before: Vec<u64> = (0..s.len()).map(|i| s.hits(i)).collect();
@@ -288,4 +289,51 @@ fn a_hundred_thousand_rules_compile_and_match() {
         "r99"
     );
     assert_eq!(decide(&s, "www.example.org", 1, "192.0.2.1"), None);
+}
+
+#[test]
+fn rate_selector_counts_per_source_prefix_per_second() {
+    let s = set(r#"
+[[rule]]
+name = "slow-down"
+match = { suffix = "flood.example", rate = { qps = 3, prefix_v4 = 24 } }
+action = "truncate"
+"#);
+    let mut sc = Scratch::new();
+    let mut ask = |src: &str, now_s: u32| {
+        let m = build_query(1, "x.flood.example", qtype::A);
+        let q = parse_question(&m).unwrap();
+        let query = Query {
+            name: q.name(&m),
+            qtype: q.qtype,
+            qclass: q.qclass,
+            source: src.parse().unwrap(),
+            now_s,
+        };
+        s.first_match(&query, &mut sc, 0).is_some()
+    };
+    // Three queries a second pass; the fourth and later hold the rule.
+    let got: Vec<bool> = (0..5).map(|_| ask("192.0.2.1", 10)).collect();
+    assert_eq!(got, [false, false, false, true, true]);
+    // Same /24 shares the count; another /24 has its own.
+    assert!(ask("192.0.2.99", 10));
+    assert!(!ask("198.51.100.1", 10));
+    // A new second starts again.
+    assert!(!ask("192.0.2.1", 11));
+    // Names outside the suffix never reach the rate selector.
+    let m = build_query(1, "calm.example", qtype::A);
+    let q = parse_question(&m).unwrap();
+    let calm = Query {
+        name: q.name(&m),
+        qtype: q.qtype,
+        qclass: q.qclass,
+        source: "192.0.2.1".parse().unwrap(),
+        now_s: 11,
+    };
+    for _ in 0..10 {
+        assert!(s.first_match(&calm, &mut sc, 0).is_none());
+    }
+    // qps 0 is refused with its key.
+    let e = err("[[rule]]\nname = \"r\"\nmatch = { rate = { qps = 0 } }\naction = \"drop\"\n");
+    assert_eq!(e.key, "rule[0].match.rate");
 }

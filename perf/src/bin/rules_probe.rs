@@ -31,6 +31,7 @@ fn probe(label: &str, text: &str) {
             qtype: q.qtype,
             qclass: q.qclass,
             source: src,
+            now_s: 0,
         };
         hits += set.first_match(&rq, &mut s, 0).is_some() as u32;
     }
