@@ -181,3 +181,31 @@ fn dynamic_block_on_the_socket_plane_drops_in_userspace_and_expires() {
     }
     assert_eq!(d.expired.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
+
+#[test]
+fn rate_selector_truncates_a_fast_source_through_the_balancer() {
+    let b = backend("127.0.0.1:0");
+    let e = engine(config(
+        "workers = 1",
+        &["127.0.0.1:0"],
+        &[("r1", b.addr)],
+        "[[rule]]\nname = \"fast-to-tcp\"\nmatch = { suffix = \"burst.example\", rate = { qps = 2 } }\naction = \"truncate\"\n",
+    ));
+    let fe = e.frontend_addrs()[0];
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut tc = 0;
+    for i in 0..10u16 {
+        s.send_to(&build_query(i, "a.burst.example", 1), fe)
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let (n, _) = s.recv_from(&mut buf).unwrap();
+        assert!(n >= 12);
+        tc += usize::from(buf[2] & 0x02 != 0);
+    }
+    // At most 2 a second go through; 10 in a row span at most 2 seconds.
+    assert!(tc >= 6, "{tc} of 10 truncated");
+    // Other names from the same source are not counted or limited.
+    let out = dig(fe, &["+notcp", "calm.example", "A"]);
+    assert!(out.contains("192.0.2.1") && !out.contains(" tc"), "{out}");
+}
