@@ -137,14 +137,7 @@ fn read_arg_file(f: &str) -> anyhow::Result<String> {
 fn main() -> ExitCode {
     let args = Args::parse();
     if !matches!(args.cmd, Cmd::Check { .. }) {
-        tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-            )
-            .with_target(false)
-            .with_writer(std::io::stderr)
-            .init();
+        dnsrail_engine::logging::init();
     }
     match run(args.cmd) {
         Ok(code) => code,

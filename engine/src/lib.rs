@@ -16,6 +16,7 @@ pub mod frame;
 pub mod hash;
 pub mod inflight;
 pub mod io;
+pub mod logging;
 pub mod policy;
 pub mod rules;
 pub mod snapshot;
