@@ -1,6 +1,8 @@
 //! The data path allocates nothing per packet: query + answer through the
 //! core (DNS messages and Ethernet frames), with rules of every index type in
-//! force and replies built by rules, counted by a global allocator.
+//! force (a rate selector included), replies built by rules, and dynamic
+//! blocks counting rates with a non-empty block list, counted by a global
+//! allocator.
 //!
 //! The socket I/O around the core (recvmmsg/sendmmsg batches) reuses
 //! buffers made at start; it is not covered here.
@@ -9,8 +11,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::Arc;
 
-use dnsrail_engine::config::Config;
+use dnsrail_engine::config::{Config, DynBlockConfig};
 use dnsrail_engine::core::{AnswerOutcome, Client, Core, PortPlan, QueryOutcome};
+use dnsrail_engine::dynblock::DynBlock;
 use dnsrail_engine::frame::{FrameEnv, FrameVerdict};
 use dnsrail_engine::inflight::InflightTable;
 use dnsrail_engine::snapshot::{Overrides, Registry, Snapshot};
@@ -75,6 +78,10 @@ action = "drop"
 name = "any"
 match = { qtype = "ANY" }
 action = "refused"
+[[rule]]
+name = "rate"
+match = { suffix = "example.com", rate = { qps = 1000000 } }
+action = "drop"
 "#;
 
 fn frame(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
@@ -94,7 +101,17 @@ fn query_and_answer_allocate_nothing() {
     let table = Arc::new(InflightTable::new(1, 2));
     table.ensure_port(0);
     table.ensure_port(1);
-    let mut core = Core::new(0, table, Arc::new(WorkerStats::default()), PortPlan::Shared);
+    // Dynamic blocks on, with one (unrelated) prefix blocked so the list
+    // lookup runs for every query.
+    let db = Arc::new(DynBlock::new(DynBlockConfig {
+        qps: 1_000_000,
+        ..DynBlockConfig::default()
+    }));
+    db.report(db.prefix("203.0.113.9".parse().unwrap()));
+    db.step(std::time::Instant::now(), |_, _| {});
+    assert!(db.is_blocked("203.0.113.9".parse().unwrap()));
+    let mut core =
+        Core::new(0, table, Arc::new(WorkerStats::default()), PortPlan::Shared).with_dynblock(db);
     let snap = Snapshot::build(&cfg, &mut Registry::default(), &Overrides::default(), 1);
     let env = FrameEnv::new(
         [2, 0, 0, 0, 0, 0x1b],
@@ -165,7 +182,8 @@ fn query_and_answer_allocate_nothing() {
             }
         }
     };
-    // Warm-up: lazily made scratch (the regex pattern set) may allocate once.
+    // Warm-up: lazily made scratch (the regex pattern set, the rate
+    // selector's table) may allocate once.
     let mut warm = [0u32; 3];
     round(&mut core, &mut warm);
     let before = allocs();
