@@ -207,10 +207,10 @@ impl Core {
             return self.dropped(DropReason::NotOurs);
         };
         if let Some((db, rates)) = &mut self.dynblock {
-            if db.is_blocked(client.ip) {
+            let p = db.prefix(client.ip);
+            if db.is_blocked_prefix(p) {
                 return self.dropped(DropReason::DynBlocked);
             }
-            let p = db.prefix(client.ip);
             if rates.over(p, (now_ns / 1_000_000_000) as u32, db.cfg.qps) {
                 db.report(p);
             }

@@ -73,7 +73,14 @@ impl DynBlock {
 
     #[inline]
     pub fn is_blocked(&self, ip: IpAddr) -> bool {
-        self.active.load(Ordering::Relaxed) && self.set.load().contains_key(&self.prefix(ip))
+        self.is_blocked_prefix(self.prefix(ip))
+    }
+
+    /// As [`DynBlock::is_blocked`] for a prefix made with [`DynBlock::prefix`]
+    /// (the worker makes it once per query for both the check and the rate).
+    #[inline]
+    pub fn is_blocked_prefix(&self, p: (IpAddr, u8)) -> bool {
+        self.active.load(Ordering::Relaxed) && self.set.load().contains_key(&p)
     }
 
     pub fn report(&self, p: (IpAddr, u8)) {
