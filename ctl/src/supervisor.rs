@@ -172,7 +172,11 @@ impl EngineLink {
     pub fn supervise(self: Arc<Self>, stop: Arc<AtomicBool>, backends: impl Fn() -> Vec<String>) {
         let mut child: Option<Child> = None;
         let mut backoff = Duration::from_millis(500);
-        let mut last_check = Instant::now() - Duration::from_secs(10);
+        // "Long ago": check at once (checked_sub: the monotonic clock may be
+        // younger than 10 s right after boot).
+        let mut last_check = Instant::now()
+            .checked_sub(Duration::from_secs(10))
+            .unwrap_or_else(Instant::now);
         while !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100));
             if let Some(c) = child.as_mut() {
