@@ -133,6 +133,13 @@ pub fn render(r: Option<&Report>, v: &CtlView<'_>) -> String {
     let _ = writeln!(o, "dnsrail_tcp_answers_total {}", v.tcp.answers.get());
     head(
         &mut o,
+        "dnsrail_tcp_servfail_total",
+        "counter",
+        "TCP/53 queries answered SERVFAIL by ctl (no usable backend, backend connection failed, too many pending).",
+    );
+    let _ = writeln!(o, "dnsrail_tcp_servfail_total {}", v.tcp.servfail.get());
+    head(
+        &mut o,
         "dnsrail_tcp_errors_total",
         "counter",
         "TCP/53 connections closed for an error, by reason.",

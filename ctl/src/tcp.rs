@@ -110,11 +110,13 @@ struct Upstream {
     next_id: u16,
 }
 
-fn servfail(q: &[u8]) -> Vec<u8> {
+/// Answers `q` (client ID in place) with SERVFAIL, counted.
+async fn servfail(tx: &mpsc::Sender<Vec<u8>>, q: &[u8], counters: &TcpCounters) {
     let mut a = q.to_vec();
     a[2] |= 0x80; // QR
     a[3] = (a[3] & 0xf0) | 2; // SERVFAIL
-    a
+    counters.servfail.inc();
+    let _ = tx.send(a).await;
 }
 
 async fn client(conn: TcpStream, pool: &str, picker: Arc<dyn Picker>, spec: &TcpSpec) {
@@ -158,8 +160,7 @@ async fn client(conn: TcpStream, pool: &str, picker: Arc<dyn Picker>, spec: &Tcp
         }
         spec.counters.queries.inc();
         let Some(be) = picker.pick(pool) else {
-            spec.counters.servfail.inc();
-            let _ = tx.send(servfail(&q)).await;
+            servfail(&tx, &q, &spec.counters).await;
             continue;
         };
         if let std::collections::hash_map::Entry::Vacant(slot) = ups.entry(be) {
@@ -170,14 +171,20 @@ async fn client(conn: TcpStream, pool: &str, picker: Arc<dyn Picker>, spec: &Tcp
                 Err(e) => {
                     warn!(backend = %be, "TCP connect to backend failed: {e}");
                     spec.counters.backend_error.inc();
-                    spec.counters.servfail.inc();
-                    let _ = tx.send(servfail(&q)).await;
+                    servfail(&tx, &q, &spec.counters).await;
                     continue;
                 }
             }
         }
         let up = ups.get_mut(&be).expect("inserted above");
         let client_id = u16::from_be_bytes([q[0], q[1]]);
+        // A client pipelining more than MAX_PENDING unanswered queries to
+        // one backend gets SERVFAIL for the excess (this also bounds the
+        // search for a free ID below).
+        if up.pending.lock().unwrap().len() >= MAX_PENDING {
+            servfail(&tx, &q, &spec.counters).await;
+            continue;
+        }
         let our_id = {
             let mut p = up.pending.lock().unwrap();
             let mut id = up.next_id;
@@ -196,8 +203,7 @@ async fn client(conn: TcpStream, pool: &str, picker: Arc<dyn Picker>, spec: &Tcp
             up.pending.lock().unwrap().remove(&our_id);
             ups.remove(&be);
             q[..2].copy_from_slice(&client_id.to_be_bytes());
-            spec.counters.servfail.inc();
-            let _ = tx.send(servfail(&q)).await;
+            servfail(&tx, &q, &spec.counters).await;
         }
     }
     // The client is done sending: let pending answers arrive (bounded).
