@@ -19,25 +19,18 @@ use crate::config::XdpAttach;
 
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/dnsrail_xdp.o"));
 
+/// Key of the `frontends4` (N = 4) and `frontends6` (N = 16) maps: address
+/// and port in network order, as the program builds it.
 #[repr(C)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct Fe4Key {
-    addr: [u8; 4],
+struct FeKey<const N: usize> {
+    addr: [u8; N],
     port: [u8; 2],
     pad: u16,
 }
-// SAFETY: repr(C), no padding the kernel could read uninitialised, no pointers.
-unsafe impl Pod for Fe4Key {}
-
-#[repr(C)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct Fe6Key {
-    addr: [u8; 16],
-    port: [u8; 2],
-    pad: u16,
-}
-// SAFETY: as above.
-unsafe impl Pod for Fe6Key {}
+// SAFETY: repr(C), byte arrays and an explicit pad field (no implicit
+// padding the kernel could read uninitialised), no pointers.
+unsafe impl<const N: usize> Pod for FeKey<N> {}
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -151,34 +144,33 @@ impl Program {
     fn frontend(&mut self, a: SocketAddr, add: bool) -> anyhow::Result<()> {
         let port = a.port().to_be_bytes();
         match a.ip() {
-            IpAddr::V4(ip) => {
-                let mut m: HashMap<&mut MapData, Fe4Key, u32> =
-                    map(&mut self.ebpf, "frontends4")?.try_into()?;
-                let k = Fe4Key {
+            IpAddr::V4(ip) => self.fe_set(
+                "frontends4",
+                FeKey {
                     addr: ip.octets(),
                     port,
                     pad: 0,
-                };
-                if add {
-                    m.insert(k, 1, 0)?
-                } else {
-                    m.remove(&k)?
-                }
-            }
-            IpAddr::V6(ip) => {
-                let mut m: HashMap<&mut MapData, Fe6Key, u32> =
-                    map(&mut self.ebpf, "frontends6")?.try_into()?;
-                let k = Fe6Key {
+                },
+                add,
+            ),
+            IpAddr::V6(ip) => self.fe_set(
+                "frontends6",
+                FeKey {
                     addr: ip.octets(),
                     port,
                     pad: 0,
-                };
-                if add {
-                    m.insert(k, 1, 0)?
-                } else {
-                    m.remove(&k)?
-                }
-            }
+                },
+                add,
+            ),
+        }
+    }
+
+    fn fe_set<const N: usize>(&mut self, name: &str, k: FeKey<N>, add: bool) -> anyhow::Result<()> {
+        let mut m: HashMap<&mut MapData, FeKey<N>, u32> = map(&mut self.ebpf, name)?.try_into()?;
+        if add {
+            m.insert(k, 1, 0)?
+        } else {
+            m.remove(&k)?
         }
         Ok(())
     }
@@ -190,28 +182,25 @@ impl Program {
             .with_context(|| format!("cannot put the socket of queue {queue} in the XSKMAP"))
     }
 
-    /// Drops every packet from `ip/len` in XDP, before userspace; `remove`
-    /// lifts it. The value is the caller's (e.g. an expiry time).
+    /// Drops every packet from `ip/len` in XDP, before userspace, with
+    /// `Some(value)` (the caller's, e.g. an expiry); `None` lifts the block.
     pub fn block(&mut self, ip: IpAddr, len: u32, value: Option<u64>) -> anyhow::Result<()> {
         match ip {
-            IpAddr::V4(a) => {
-                let mut m: LpmTrie<&mut MapData, [u8; 4], u64> =
-                    map(&mut self.ebpf, "block4")?.try_into()?;
-                let k = Key::new(len.min(32), a.octets());
-                match value {
-                    Some(v) => m.insert(&k, v, 0)?,
-                    None => m.remove(&k)?,
-                }
-            }
-            IpAddr::V6(a) => {
-                let mut m: LpmTrie<&mut MapData, [u8; 16], u64> =
-                    map(&mut self.ebpf, "block6")?.try_into()?;
-                let k = Key::new(len.min(128), a.octets());
-                match value {
-                    Some(v) => m.insert(&k, v, 0)?,
-                    None => m.remove(&k)?,
-                }
-            }
+            IpAddr::V4(a) => self.trie_set("block4", Key::new(len.min(32), a.octets()), value),
+            IpAddr::V6(a) => self.trie_set("block6", Key::new(len.min(128), a.octets()), value),
+        }
+    }
+
+    fn trie_set<const N: usize>(
+        &mut self,
+        name: &str,
+        k: Key<[u8; N]>,
+        value: Option<u64>,
+    ) -> anyhow::Result<()> {
+        let mut m: LpmTrie<&mut MapData, [u8; N], u64> = map(&mut self.ebpf, name)?.try_into()?;
+        match value {
+            Some(v) => m.insert(&k, v, 0)?,
+            None => m.remove(&k)?,
         }
         Ok(())
     }
