@@ -208,6 +208,29 @@ impl H {
         )
     }
 
+    /// Runs the CLI against this test's API (and token, when given), with
+    /// `stdin` on its standard input.
+    fn cli(&self, args: &[&str], token: Option<&str>, stdin: &str) -> std::process::Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_dnsrailctl"));
+        c.args(args).args(["--api", &self.api_addr().to_string()]);
+        if let Some(t) = token {
+            c.args(["--token", t]);
+        }
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     fn token(&self) -> String {
         format!("t0ken-{}", self.n)
     }
@@ -459,16 +482,7 @@ fn reload_under_load_loses_nothing_and_a_broken_file_is_refused_with_its_line() 
         .dig(&["+notcp", "still.example", "A"])
         .contains("192.0.2.1"));
     // The CLI reports the same refusal and fails.
-    let out = Command::new(env!("CARGO_BIN_EXE_dnsrailctl"))
-        .args([
-            "reload",
-            "--api",
-            &h.api_addr().to_string(),
-            "--token",
-            &h.token(),
-        ])
-        .output()
-        .unwrap();
+    let out = h.cli(&["reload"], Some(&h.token()), "");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("backend[1].name"));
 }
@@ -565,26 +579,13 @@ fn writes_need_the_token_and_metrics_parse_with_the_reference_parser() {
         .clone();
     assert_eq!(b["sent"].as_u64().unwrap(), sent_before);
     // The CLI: undrain with the token from the command line.
-    let out = Command::new(env!("CARGO_BIN_EXE_dnsrailctl"))
-        .args([
-            "undrain",
-            "b",
-            "--api",
-            &h.api_addr().to_string(),
-            "--token",
-            &h.token(),
-        ])
-        .output()
-        .unwrap();
+    let out = h.cli(&["undrain", "b"], Some(&h.token()), "");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_dnsrailctl"))
-        .args(["backends", "--api", &h.api_addr().to_string()])
-        .output()
-        .unwrap();
+    let out = h.cli(&["backends"], None, "");
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
         table
@@ -594,16 +595,7 @@ fn writes_need_the_token_and_metrics_parse_with_the_reference_parser() {
     );
 
     // `top`: two refreshes, rates from the second.
-    let out = Command::new(env!("CARGO_BIN_EXE_dnsrailctl"))
-        .args([
-            "top",
-            "--iterations",
-            "2",
-            "--api",
-            &h.api_addr().to_string(),
-        ])
-        .output()
-        .unwrap();
+    let out = h.cli(&["top", "--iterations", "2"], None, "");
     let screen = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success()
@@ -704,36 +696,17 @@ fn runtime_rules_through_the_api_take_effect_and_a_malformed_one_changes_nothing
         "forwarded before"
     );
     // Without the token: refused.
-    let out = Command::new(env!("CARGO_BIN_EXE_dnsrailctl"))
-        .args([
-            "rules",
-            "add",
-            "-",
-            "--api",
-            &h.api_addr().to_string(),
-            "--token",
-            "nope-token",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin.take().unwrap().write_all(rule.as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
+    let out = h.cli(&["rules", "add", "-"], Some("nope-token"), rule);
     assert!(!out.status.success());
     // Through the CLI with the token: in force within 1 s (here: at once).
     let path = h.dir.join("rule.toml");
     std::fs::write(&path, rule).unwrap();
     let t0 = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_dnsrailctl"))
-        .args(["rules", "add"])
-        .arg(&path)
-        .args(["--api", &h.api_addr().to_string(), "--token", &h.token()])
-        .output()
-        .unwrap();
+    let out = h.cli(
+        &["rules", "add", path.to_str().unwrap()],
+        Some(&h.token()),
+        "",
+    );
     assert!(
         out.status.success(),
         "{}",
