@@ -173,6 +173,17 @@ pub fn render(r: Option<&Report>, v: &CtlView<'_>) -> String {
     let _ = writeln!(o, "dnsrail_answers_total {}", r.answers);
     head(
         &mut o,
+        "dnsrail_answers_cross_worker_total",
+        "counter",
+        "Answers completed by another worker than the one that forwarded the query (answer on another queue).",
+    );
+    let _ = writeln!(
+        o,
+        "dnsrail_answers_cross_worker_total {}",
+        r.answers_cross_worker
+    );
+    head(
+        &mut o,
         "dnsrail_local_replies_total",
         "counter",
         "Replies the engine built itself.",

@@ -158,6 +158,9 @@ pub struct Report {
     pub workers: usize,
     pub queries: u64,
     pub answers: u64,
+    /// Answers completed by another worker than the one that sent the query.
+    #[serde(default)]
+    pub answers_cross_worker: u64,
     pub local_replies: u64,
     pub in_flight: u64,
     /// Every drop reason, zero included (stable series for metrics).
@@ -285,6 +288,7 @@ pub fn report(e: &Engine, started: Instant, with_rules: bool) -> Report {
         workers: stats.len(),
         queries: sum(&|w| w.queries.get()),
         answers: sum(&|w| w.answers.get()),
+        answers_cross_worker: sum(&|w| w.answers_cross_worker.get()),
         local_replies: sum(&|w| w.local_replies.get()),
         in_flight: e.in_flight(),
         drops,

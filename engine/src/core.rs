@@ -378,6 +378,9 @@ impl Core {
                 b.latency
                     .record_us(now_ns.saturating_sub(pending.sent_ns) / 1000);
                 self.stats.answers.inc();
+                if port as usize / self.table.ports_per_worker().max(1) != self.worker {
+                    self.stats.answers_cross_worker.inc();
+                }
                 AnswerOutcome::ToClient { pending, delta }
             }
             Err(r) => self.dropped_answer(r.into()),
@@ -419,3 +422,6 @@ impl Core {
         AnswerOutcome::Drop(r)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -155,6 +155,9 @@ pub struct BackendStats {
 pub struct WorkerStats {
     pub queries: Counter,
     pub answers: Counter,
+    /// Answers this worker completed for a query another worker sent: the
+    /// answer came in on another queue than its query (RSS/XPS asymmetry).
+    pub answers_cross_worker: Counter,
     /// Replies the engine built itself (SERVFAIL when a pool is down).
     pub local_replies: Counter,
     pub drops: [Counter; DropReason::COUNT],
@@ -169,6 +172,7 @@ impl Default for WorkerStats {
         WorkerStats {
             queries: Counter::default(),
             answers: Counter::default(),
+            answers_cross_worker: Counter::default(),
             local_replies: Counter::default(),
             drops: Default::default(),
             id_skips: Counter::default(),
@@ -194,6 +198,7 @@ impl WorkerStats {
 pub struct Totals {
     pub queries: u64,
     pub answers: u64,
+    pub answers_cross_worker: u64,
     pub local_replies: u64,
     pub drops: Vec<(DropReason, u64)>,
     pub backend_sent: Vec<u64>,
@@ -215,6 +220,7 @@ impl Totals {
         for w in workers {
             t.queries += w.queries.get();
             t.answers += w.answers.get();
+            t.answers_cross_worker += w.answers_cross_worker.get();
             t.local_replies += w.local_replies.get();
             for (i, d) in t.drops.iter_mut().enumerate() {
                 d.1 += w.drops[i].get();

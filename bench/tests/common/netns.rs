@@ -106,18 +106,34 @@ impl Topo {
     /// A synthetic backend on `[::]:53` in namespace `be{i}` (stops by
     /// itself after 300 s at the latest).
     pub fn backend(&mut self, i: usize) {
+        self.backend_on(i, None);
+    }
+
+    /// As [`Topo::backend`], its threads pinned to `cpu` when given (with
+    /// util-linux's taskset, which every Debian system has).
+    pub fn backend_on(&mut self, i: usize, cpu: Option<usize>) {
+        let cpu = cpu.map(|c| c.to_string());
+        let mut cmd: Vec<&str> = match &cpu {
+            Some(c) => vec!["taskset", "-c", c],
+            None => Vec::new(),
+        };
+        cmd.push(env!("CARGO_BIN_EXE_dnsrail-bench"));
         self.spawn(
             &format!("be{i}"),
-            env!("CARGO_BIN_EXE_dnsrail-bench"),
+            cmd[0],
             &[
-                "backend",
-                "--listen",
-                "[::]:53",
-                "--threads",
-                "1",
-                "--duration",
-                "300",
-            ],
+                &cmd[1..],
+                &[
+                    "backend",
+                    "--listen",
+                    "[::]:53",
+                    "--threads",
+                    "1",
+                    "--duration",
+                    "300",
+                ],
+            ]
+            .concat(),
         );
         let addr: SocketAddr = format!("{}:53", backend4(i)).parse().unwrap();
         self.wait_udp("cli", addr);
