@@ -199,6 +199,9 @@ impl Core {
             Ok(q) => q,
             Err(e) => return self.dropped(e.into()),
         };
+        // Question matching, qname hashing and the rules' name index all
+        // use it; made early, its latency overlaps the bookkeeping below.
+        let name_hash = hash::name_hash(NAME_SEED, q.name(msg));
         stats.queries.inc();
         if let Some(c) = stats.frontend_queries.get(usize::from(frontend)) {
             c.inc();
@@ -219,6 +222,8 @@ impl Core {
         if !snap.rules.is_empty() || !snap.runtime_rules.is_empty() {
             let rq = rules::Query {
                 name: q.name(msg),
+                name_hash,
+                labels: q.labels,
                 qtype: q.qtype,
                 qclass: q.qclass,
                 source: client.ip,
@@ -253,7 +258,6 @@ impl Core {
             return self.dropped(DropReason::NoBackend);
         };
         let msg = &mut buf[..len];
-        let name_hash = hash::name_hash(NAME_SEED, q.name(msg));
         let qhash = hash::question_hash(name_hash, q.qtype, q.qclass);
 
         let selector = if pool.active.is_empty() {

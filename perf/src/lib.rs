@@ -49,7 +49,16 @@ pub fn rules_text(n: usize) -> String {
 
 /// As [`rig`], with `rules` rules from [`rules_text`].
 pub fn rig_with_rules(policy: &str, backends: usize, rules: usize) -> (Core, Snapshot, FrameEnv) {
-    let mut t = rules_text(rules);
+    rig_with_rules_text(policy, backends, rules_text(rules))
+}
+
+/// As [`rig`], with the rules of `rules` (TOML `[[rule]]` entries).
+pub fn rig_with_rules_text(
+    policy: &str,
+    backends: usize,
+    rules: String,
+) -> (Core, Snapshot, FrameEnv) {
+    let mut t = rules;
     t += "[[frontend]]\nlisten = \"192.0.2.53:53\"\n";
     for i in 0..backends {
         t += &format!(

@@ -9,13 +9,17 @@
 //! (`not`, `any`, `all` at the top) are checked for every query.
 
 pub mod config;
+mod names;
 mod prefix;
+mod regex_gate;
 pub mod reply;
 pub mod runtime;
+mod slots;
 
 use ahash::RandomState;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::stats::Counter;
 use config::{ActionConfig, MatchConfig, RuleConfig, TypeName};
@@ -73,6 +77,11 @@ struct Rule {
 pub struct Query<'a> {
     /// Wire-format name.
     pub name: &'a [u8],
+    /// `hash::name_hash(core::NAME_SEED, name)`, which the core computes
+    /// for every query anyway (see [`Query::name_hash`]).
+    pub name_hash: u64,
+    /// Labels in `name` (the parser's [`crate::wire::dns::Question::labels`]).
+    pub labels: u8,
     pub qtype: u16,
     pub qclass: u16,
     pub source: IpAddr,
@@ -80,13 +89,26 @@ pub struct Query<'a> {
     pub now_s: u32,
 }
 
+impl Query<'_> {
+    /// The hash the `name_hash` field must hold.
+    pub fn name_hash(name: &[u8]) -> u64 {
+        crate::hash::name_hash(crate::core::NAME_SEED, name)
+    }
+}
+
 /// Per-worker scratch space, so matching allocates nothing.
 pub struct Scratch {
-    /// The query name in lower case, made once per query for every selector.
+    /// The query name in lower case, made when a residual condition needs
+    /// it (the indexes read the query's own bytes).
     lower: [u8; 256],
     lower_len: usize,
+    lower_done: bool,
     /// The query name, dotted, for the regexes (which ignore case).
-    dotted: Vec<u8>,
+    dotted: [u8; 256],
+    dotted_len: usize,
+    /// This worker's regex search caches, by rule set id: the regex's own
+    /// cache pool costs more than the search on a non-matching name.
+    regex_caches: Vec<(u64, meta::Cache)>,
     patterns: Option<PatternSet>,
     regex_done: bool,
     /// Some pattern matched this query (the pattern set is only filled, and
@@ -102,7 +124,10 @@ impl Scratch {
         Scratch {
             lower: [0; 256],
             lower_len: 0,
-            dotted: Vec::with_capacity(256),
+            lower_done: false,
+            dotted: [0; 256],
+            dotted_len: 0,
+            regex_caches: Vec::new(),
             patterns: None,
             regex_done: false,
             regex_hit: false,
@@ -121,13 +146,14 @@ impl Default for Scratch {
 type Index<K> = HashMap<K, Vec<u32>, RandomState>;
 
 pub struct RuleSet {
+    /// Unique per compiled set: names this set's regex cache in a [`Scratch`].
+    id: u64,
     rules: Box<[Rule]>,
-    exact: Index<Box<[u8]>>,
-    suffix: Index<Box<[u8]>>,
-    /// Bit d set: some suffix rule names a suffix of d labels. A query only
-    /// looks up its suffixes of those depths.
-    suffix_depths: u128,
+    /// Exact names and suffixes.
+    names: names::NameIndex,
     regex: Option<meta::Regex>,
+    /// Which names can skip the automaton.
+    regex_gate: regex_gate::FirstBytes,
     /// Rules indexed by a regex: pattern id -> rule.
     regex_rules: Vec<Option<u32>>,
     /// Some rule is indexed by a regex: every query runs the automaton.
@@ -406,12 +432,15 @@ impl RuleSet {
             patterns: Vec::new(),
             rates: 0,
         };
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let mut names = names::NamesBuilder::default();
+        let mut sources = prefix::PrefixBuilder::default();
         let mut set = RuleSet {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             rules: Box::new([]),
-            exact: HashMap::with_hasher(RandomState::new()),
-            suffix: HashMap::with_hasher(RandomState::new()),
-            suffix_depths: 0,
+            names: names::NameIndex::default(),
             regex: None,
+            regex_gate: regex_gate::FirstBytes::of(&[], &syntax_config()),
             regex_rules: Vec::new(),
             regex_indexed: false,
             qtype: HashMap::with_hasher(RandomState::new()),
@@ -454,14 +483,11 @@ impl RuleSet {
                 .map(|(j, c)| (j, rank(c)));
             match best {
                 Some((j, r)) if r < 9 => match parts.remove(j) {
-                    Cond::Names(n) => n
-                        .into_iter()
-                        .for_each(|k| set.exact.entry(k).or_default().push(idx)),
-                    Cond::Suffixes(s) => s
-                        .into_vec()
-                        .into_iter()
-                        .for_each(|k| set.suffix.entry(k).or_default().push(idx)),
-                    Cond::Source(p) => p.iter().for_each(|p| set.sources.insert(*p, idx)),
+                    Cond::Names(n) => n.into_iter().for_each(|k| names.exact(k, idx)),
+                    Cond::Suffixes(s) => {
+                        s.into_vec().into_iter().for_each(|k| names.suffix(k, idx))
+                    }
+                    Cond::Source(p) => p.iter().for_each(|p| sources.insert(*p, idx)),
                     Cond::Regex(ids) => ids.iter().for_each(|&p| regex_rules.push((p, idx))),
                     Cond::QType(t) => t
                         .iter()
@@ -497,10 +523,10 @@ impl RuleSet {
                 set.regex_rules[p as usize] = Some(r);
             }
             set.regex = Some(re);
+            set.regex_gate = regex_gate::FirstBytes::of(&b.patterns, &syntax_config());
         }
-        for k in set.suffix.keys() {
-            set.suffix_depths |= 1u128 << labels(k).min(127);
-        }
+        set.names = names.build();
+        set.sources = sources.build();
         set.hits = (0..set.workers * compiled.len())
             .map(|_| Counter::default())
             .collect();
@@ -538,40 +564,22 @@ impl RuleSet {
     }
 
     /// The first rule matching `q`, counted as a hit of `worker`.
-    #[inline]
+    #[inline(always)]
     pub fn first_match(&self, q: &Query<'_>, s: &mut Scratch, worker: usize) -> Option<&Action> {
+        // An empty set (the runtime rules, usually) costs one compare, not
+        // a call.
         if self.rules.is_empty() {
             return None;
         }
+        self.search(q, s, worker)
+    }
+
+    fn search(&self, q: &Query<'_>, s: &mut Scratch, worker: usize) -> Option<&Action> {
         s.regex_done = false;
+        s.lower_done = false;
         s.cands.clear();
-        let n = q.name.len().min(256);
-        for (d, &c) in s.lower.iter_mut().zip(&q.name[..n]) {
-            *d = c.to_ascii_lowercase();
-        }
-        s.lower_len = n;
-        if !self.exact.is_empty() || !self.suffix.is_empty() {
-            let low = &s.lower[..n];
-            if let Some(v) = self.exact.get(low) {
-                s.cands.extend_from_slice(v);
-            }
-            if !self.suffix.is_empty() {
-                let mut depth = labels(low);
-                let mut pos = 0;
-                while pos < n {
-                    if self.suffix_depths & (1u128 << depth.min(127)) != 0 {
-                        if let Some(v) = self.suffix.get(&low[pos..]) {
-                            s.cands.extend_from_slice(v);
-                        }
-                    }
-                    if low[pos] == 0 {
-                        break;
-                    }
-                    pos += 1 + usize::from(low[pos]);
-                    depth = depth.saturating_sub(1);
-                }
-            }
-        }
+        self.names
+            .lookup(q.name, q.name_hash, q.labels, &mut s.cands);
         if !self.qtype.is_empty() {
             if let Some(v) = self.qtype.get(&q.qtype) {
                 s.cands.extend_from_slice(v);
@@ -579,7 +587,7 @@ impl RuleSet {
         }
         self.sources.lookup(q.source, &mut s.cands);
         if self.regex_indexed {
-            self.run_regex(s);
+            self.run_regex(q, s);
         }
         if self.regex_indexed && s.regex_hit {
             let set = s.patterns.as_ref().unwrap();
@@ -604,22 +612,26 @@ impl RuleSet {
         None
     }
 
-    fn run_regex(&self, s: &mut Scratch) {
+    fn run_regex(&self, q: &Query<'_>, s: &mut Scratch) {
         if s.regex_done {
             return;
         }
         s.regex_done = true;
         s.regex_hit = false;
         let Some(re) = &self.regex else { return };
-        s.dotted.clear();
-        crate::wire::dns::push_dotted(&s.lower[..s.lower_len], &mut s.dotted);
-        // Most names match no regex: is_match answers that from the meta
-        // engine's fastest path (often a literal prefilter); only a hit pays
-        // for the overlapping search that names every matching pattern (and
-        // for clearing and reading the pattern set, which cost its whole
-        // capacity).
-        let input = Input::new(&s.dotted[..]);
-        if !re.is_match(input.clone()) {
+        if !self.regex_gate.may_match(q.name) {
+            return;
+        }
+        // The patterns ignore case: the name goes in as it came.
+        s.dotted_len = dotted(q.name, &mut s.dotted);
+        let cache = regex_cache(&mut s.regex_caches, self.id, re);
+        // Most names match no regex: an earliest-match search answers that
+        // from the meta engine's fastest path (often a literal prefilter);
+        // only a hit pays for the overlapping search that names every
+        // matching pattern (and for clearing and reading the pattern set,
+        // which cost its whole capacity).
+        let input = Input::new(&s.dotted[..s.dotted_len]).earliest(true);
+        if re.search_half_with(cache, &input).is_none() {
             return;
         }
         let ps = s
@@ -629,19 +641,20 @@ impl RuleSet {
             *ps = PatternSet::new(re.pattern_len());
         }
         ps.clear();
-        re.which_overlapping_matches(&input, ps);
+        re.which_overlapping_matches_with(cache, &Input::new(&s.dotted[..s.dotted_len]), ps);
         s.regex_hit = true;
     }
 
     fn holds(&self, c: &Cond, q: &Query<'_>, s: &mut Scratch) -> bool {
         match c {
             Cond::True => true,
-            Cond::Names(set) => set.contains(&s.lower[..s.lower_len]),
-            Cond::Suffixes(list) => list
-                .iter()
-                .any(|suf| is_suffix(&s.lower[..s.lower_len], suf)),
+            Cond::Names(set) => set.contains(lower_case(q.name, s)),
+            Cond::Suffixes(list) => {
+                let name = lower_case(q.name, s);
+                list.iter().any(|suf| is_suffix(name, suf))
+            }
             Cond::Regex(ids) => {
-                self.run_regex(s);
+                self.run_regex(q, s);
                 if !s.regex_hit {
                     return false;
                 }
@@ -668,14 +681,58 @@ impl RuleSet {
     }
 }
 
-/// Labels in a wire name, the root not counted.
-fn labels(name: &[u8]) -> u32 {
-    let (mut pos, mut n) = (0, 0);
-    while pos < name.len() && name[pos] != 0 {
-        n += 1;
-        pos += 1 + usize::from(name[pos]);
+/// The query name in lower case (label length bytes are never letters, so
+/// the whole wire name folds), made once per query on first use.
+#[inline]
+fn lower_case<'s>(name: &[u8], s: &'s mut Scratch) -> &'s [u8] {
+    if !s.lower_done {
+        let n = name.len().min(256);
+        for (d, &c) in s.lower.iter_mut().zip(&name[..n]) {
+            *d = c.to_ascii_lowercase();
+        }
+        s.lower_len = n;
+        s.lower_done = true;
     }
-    n
+    &s.lower[..s.lower_len]
+}
+
+/// Writes wire name `name` dotted (`www.example.com`, no final dot) into
+/// `out` and returns its length: one copy of the label bytes, then a dot over
+/// each inner length byte. A name cut short ends where its bytes end.
+#[inline]
+fn dotted(name: &[u8], out: &mut [u8; 256]) -> usize {
+    let n = name.len().min(256);
+    if n < 2 {
+        return 0;
+    }
+    out[..n - 1].copy_from_slice(&name[1..n]);
+    // `out[i]` holds `name[i + 1]`.
+    let mut pos = usize::from(name[0]) + 1;
+    while pos < n && name[pos] != 0 {
+        out[pos - 1] = b'.';
+        pos += usize::from(name[pos]) + 1;
+    }
+    pos.min(n) - 1
+}
+
+/// The worker's search cache for rule set `id`'s regex. Caches of sets that
+/// a reload replaced are dropped once more than a few pile up.
+fn regex_cache<'a>(
+    caches: &'a mut Vec<(u64, meta::Cache)>,
+    id: u64,
+    re: &meta::Regex,
+) -> &'a mut meta::Cache {
+    let at = match caches.iter().position(|c| c.0 == id) {
+        Some(i) => i,
+        None => {
+            if caches.len() >= 4 {
+                caches.remove(0);
+            }
+            caches.push((id, re.create_cache()));
+            caches.len() - 1
+        }
+    };
+    &mut caches[at].1
 }
 
 /// Whether lower-case wire name `name` equals `suffix` or lies below it, on
@@ -693,3 +750,21 @@ fn is_suffix(name: &[u8], suffix: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod dotted_tests {
+    #[test]
+    fn wire_names_come_out_dotted_and_cut_names_end_where_their_bytes_do() {
+        let mut out = [0u8; 256];
+        let mut d = |w: &[u8]| {
+            let n = super::dotted(w, &mut out);
+            String::from_utf8_lossy(&out[..n]).into_owned()
+        };
+        assert_eq!(d(b"\x03WwW\x07example\x03com\x00"), "WwW.example.com");
+        assert_eq!(d(b"\x01a\x00"), "a");
+        assert_eq!(d(b"\x00"), "");
+        assert_eq!(d(b""), "");
+        assert_eq!(d(b"\x03www\x07exa"), "www.exa");
+        assert_eq!(d(b"\x09www"), "www");
+    }
+}

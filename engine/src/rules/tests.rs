@@ -18,6 +18,8 @@ fn decide(s: &RuleSet, name: &str, t: u16, src: &str) -> Option<(String, Action)
     let q = parse_question(&m).unwrap();
     let query = Query {
         name: q.name(&m),
+        name_hash: Query::name_hash(q.name(&m)),
+        labels: q.labels,
         qtype: q.qtype,
         qclass: q.qclass,
         source: src.parse().unwrap(),
@@ -305,6 +307,8 @@ action = "truncate"
         let q = parse_question(&m).unwrap();
         let query = Query {
             name: q.name(&m),
+            name_hash: Query::name_hash(q.name(&m)),
+            labels: q.labels,
             qtype: q.qtype,
             qclass: q.qclass,
             source: src.parse().unwrap(),

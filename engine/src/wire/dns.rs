@@ -133,6 +133,9 @@ pub struct Question {
     pub end: usize,
     pub qtype: u16,
     pub qclass: u16,
+    /// Labels in the name, the root not counted (the parser counts them
+    /// anyway; the rules' name index needs the depth).
+    pub labels: u8,
 }
 
 impl Question {
@@ -151,6 +154,7 @@ pub fn parse_question(msg: &[u8]) -> Result<Question, WireError> {
         return Err(WireError::QdCount);
     }
     let mut pos = HEADER_LEN;
+    let mut labels = 0u8;
     loop {
         let Some(&len) = msg.get(pos) else {
             return Err(WireError::Truncated);
@@ -168,6 +172,8 @@ pub fn parse_question(msg: &[u8]) -> Result<Question, WireError> {
         if len == 0 {
             break;
         }
+        // At most 127 labels fit in 255 bytes.
+        labels += 1;
         debug_assert!(len <= MAX_LABEL_LEN);
     }
     let name_end = pos;
@@ -179,6 +185,7 @@ pub fn parse_question(msg: &[u8]) -> Result<Question, WireError> {
         end: name_end + 4,
         qtype: u16::from_be_bytes([tail[0], tail[1]]),
         qclass: u16::from_be_bytes([tail[2], tail[3]]),
+        labels,
     })
 }
 
