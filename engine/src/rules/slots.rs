@@ -11,11 +11,37 @@
 //! instead of 2 MiB of slots). The caller confirms a tag hit against the entry's real key.
 //! (Comparing a whole group of eight tags per step without branching, as
 //! SwissTable does, measured slower here.)
+//!
+//! A large table (100 000 names: 4 MiB of slots) does not stay in cache
+//! when the traffic asks for many distinct names, and a slot read then costs
+//! a trip to memory — 3× the cost of the whole query. So tables of more than
+//! [`FILTER_FROM`] entries also get a register-blocked Bloom filter: 16 bits
+//! per entry, one 64-bit word per lookup holding 5 of the key's bits. At
+//! 200 KB for 100 000 entries it stays in L2 under any traffic, and only the
+//! ~0.5 % of misses it lets through read the slots.
+
+/// Entries from which a table gets a filter (below, the slots are small
+/// enough to stay in cache themselves).
+pub const FILTER_FROM: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct Slots {
     slots: Box<[u64]>,
     mask: usize,
+    /// The Bloom filter's words (empty: no filter).
+    filter: Box<[u64]>,
+}
+
+/// The filter word of `hash` and the bits it must have: drawn from a remix
+/// of the hash, so they do not follow the slot index or the tag.
+#[inline]
+fn filter_bits(hash: u64, words: usize) -> (usize, u64) {
+    let g = (hash ^ hash >> 29).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    let mut bits = 0u64;
+    for j in 0..5 {
+        bits |= 1 << (g >> (6 * j) & 63);
+    }
+    ((g >> 40) as usize & (words - 1), bits)
 }
 
 impl Default for Slots {
@@ -37,19 +63,40 @@ impl Slots {
         let cap = (hashes.len() * 4).next_power_of_two().max(8);
         let mask = cap - 1;
         let mut slots = vec![0u64; cap].into_boxed_slice();
+        let n = hashes.len();
+        let mut filter = if n > FILTER_FROM {
+            // 16 bits per entry, in 64-bit words, a power of two of them.
+            vec![0u64; (n / 4).next_power_of_two()].into_boxed_slice()
+        } else {
+            Box::default()
+        };
         for (i, h) in hashes.enumerate() {
+            if !filter.is_empty() {
+                let (w, bits) = filter_bits(h, filter.len());
+                filter[w] |= bits;
+            }
             let mut at = h as usize & mask;
             while slots[at] != 0 {
                 at = (at + 1) & mask;
             }
             slots[at] = tag(h) << 32 | (i as u64 + 1);
         }
-        Slots { slots, mask }
+        Slots {
+            slots,
+            mask,
+            filter,
+        }
     }
 
     /// The first entry stored under `hash` that `is_key` confirms.
     #[inline]
     pub fn find(&self, hash: u64, mut is_key: impl FnMut(usize) -> bool) -> Option<usize> {
+        if !self.filter.is_empty() {
+            let (w, bits) = filter_bits(hash, self.filter.len());
+            if self.filter[w] & bits != bits {
+                return None;
+            }
+        }
         let t = tag(hash);
         let mut at = hash as usize & self.mask;
         loop {
@@ -76,6 +123,7 @@ mod tests {
 
     #[test]
     fn finds_every_entry_and_nothing_else() {
+        // Beyond FILTER_FROM: the filter must pass every key.
         let keys: Vec<u64> = (0..10_000u64).map(|k| k * 7 + 3).collect();
         let s = Slots::build(keys.iter().map(|&k| mix(k)));
         for (i, &k) in keys.iter().enumerate() {
@@ -86,6 +134,23 @@ mod tests {
                 assert_eq!(s.find(mix(k), |j| keys[j] == k), None);
             }
         }
+    }
+
+    #[test]
+    fn the_filter_turns_away_nearly_every_absent_key_before_the_slots() {
+        let keys: Vec<u64> = (0..100_000u64).collect();
+        let s = Slots::build(keys.iter().map(|&k| mix(k)));
+        assert!(!s.filter.is_empty());
+        let mut reached_slots = 0;
+        for k in 1_000_000..1_100_000u64 {
+            let (w, bits) = filter_bits(mix(k), s.filter.len());
+            reached_slots += usize::from(s.filter[w] & bits == bits);
+            assert_eq!(s.find(mix(k), |j| keys[j] == k), None);
+        }
+        // About 0.5 % expected; a broken filter passes far more.
+        assert!(reached_slots < 2_000, "{reached_slots} of 100 000 passed");
+        let small = Slots::build(keys[..FILTER_FROM].iter().map(|&k| mix(k)));
+        assert!(small.filter.is_empty());
     }
 
     #[test]
