@@ -12,8 +12,11 @@ set -euo pipefail
 # iputils-ping, netcat-openbsd: the kernel-path checks of the AF_XDP tests.
 # ethtool: the test topology turns checksum offload off on its veths.
 # python3-prometheus-client: the tests parse /metrics with the reference parser.
+# valgrind: scripts/instructions.sh (instructions per query, callgrind).
+# linux-perf: the profiling recipe in docs/benchmarks.md.
 PKGS=(dnsutils iproute2 pkg-config gcc libc6-dev clang llvm libbpf-dev m4 libelf-dev zlib1g-dev
-      knot-dnsutils dnsperf iputils-ping netcat-openbsd ethtool python3-prometheus-client)
+      knot-dnsutils dnsperf iputils-ping netcat-openbsd ethtool python3-prometheus-client
+      valgrind linux-perf)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -11,3 +11,9 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --release -- -D warnings
 echo "== cargo test"
 cargo test --workspace --release
+echo "== scripts/instructions.sh (the callgrind tool still counts)"
+out=$(scripts/instructions.sh 0)
+echo "$out"
+n=$(echo "$out" | awk -F': ' '/instructions per query/ {print $2}')
+# Not a performance threshold: a count of zero or none means the tool broke.
+[ -n "$n" ] && [ "$n" -gt 0 ] || { echo "instructions.sh printed no count" >&2; exit 1; }
