@@ -78,7 +78,7 @@ pub struct Query<'a> {
     /// Wire-format name.
     pub name: &'a [u8],
     /// `hash::name_hash(core::NAME_SEED, name)`, which the core computes
-    /// for every query anyway (see [`Query::name_hash`]).
+    /// for every query anyway.
     pub name_hash: u64,
     /// Labels in `name` (the parser's [`crate::wire::dns::Question::labels`]).
     pub labels: u8,
@@ -89,10 +89,25 @@ pub struct Query<'a> {
     pub now_s: u32,
 }
 
-impl Query<'_> {
-    /// The hash the `name_hash` field must hold.
-    pub fn name_hash(name: &[u8]) -> u64 {
-        crate::hash::name_hash(crate::core::NAME_SEED, name)
+impl<'a> Query<'a> {
+    /// The query of message `msg` whose question is `q` (the core builds
+    /// its own, with the name hash it has already made).
+    pub fn new(
+        msg: &'a [u8],
+        q: &crate::wire::dns::Question,
+        source: IpAddr,
+        now_s: u32,
+    ) -> Query<'a> {
+        let name = q.name(msg);
+        Query {
+            name,
+            name_hash: crate::hash::name_hash(crate::core::NAME_SEED, name),
+            labels: q.labels,
+            qtype: q.qtype,
+            qclass: q.qclass,
+            source,
+            now_s,
+        }
     }
 }
 

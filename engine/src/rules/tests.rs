@@ -16,15 +16,7 @@ fn err(text: &str) -> RuleError {
 fn decide(s: &RuleSet, name: &str, t: u16, src: &str) -> Option<(String, Action)> {
     let m = build_query(1, name, t);
     let q = parse_question(&m).unwrap();
-    let query = Query {
-        name: q.name(&m),
-        name_hash: Query::name_hash(q.name(&m)),
-        labels: q.labels,
-        qtype: q.qtype,
-        qclass: q.qclass,
-        source: src.parse().unwrap(),
-        now_s: 0,
-    };
+    let query = Query::new(&m, &q, src.parse().unwrap(), 0);
     let mut sc = Scratch::new();
     let before: Vec<u64> = (0..s.len()).map(|i| s.hits(i)).collect();
     let a = s.first_match(&query, &mut sc, 1).cloned()?;
@@ -305,15 +297,7 @@ action = "truncate"
     let mut ask = |name: &str, src: &str, now_s: u32| {
         let m = build_query(1, name, qtype::A);
         let q = parse_question(&m).unwrap();
-        let query = Query {
-            name: q.name(&m),
-            name_hash: Query::name_hash(q.name(&m)),
-            labels: q.labels,
-            qtype: q.qtype,
-            qclass: q.qclass,
-            source: src.parse().unwrap(),
-            now_s,
-        };
+        let query = Query::new(&m, &q, src.parse().unwrap(), now_s);
         s.first_match(&query, &mut sc, 0).is_some()
     };
     let flood = "x.flood.example";
