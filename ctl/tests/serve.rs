@@ -260,6 +260,29 @@ impl H {
             .unwrap_or_default()
     }
 
+    /// The backends' names, in the API's order.
+    fn backend_names(&self) -> Vec<String> {
+        self.get("/api/backends")
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Backend `name` in the engine's stats report.
+    fn engine_backend(&self, name: &str) -> Value {
+        let s = self.get("/api/stats").unwrap();
+        s["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == name)
+            .unwrap()
+            .clone()
+    }
+
     fn dig(&self, args: &[&str]) -> String {
         let out = Command::new("dig")
             .arg(format!("@{}", self.vip().ip()))
@@ -451,15 +474,7 @@ fn reload_under_load_loses_nothing_and_a_broken_file_is_refused_with_its_line() 
     assert_eq!(code, 200, "{body}");
     let r = load.join().unwrap();
     assert_eq!(r.lost, 0, "{}", r.summary());
-    let names: Vec<String> = h
-        .get("/api/backends")
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["name"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(names, ["a", "c"]);
+    assert_eq!(h.backend_names(), ["a", "c"]);
     // A broken file: refused, the error names the file and line, nothing changes.
     let good = std::fs::read_to_string(h.cfg_path()).unwrap();
     std::fs::write(h.cfg_path(), good.replace("name = \"c\"", "name = 42")).unwrap();
@@ -469,15 +484,7 @@ fn reload_under_load_loses_nothing_and_a_broken_file_is_refused_with_its_line() 
         body.contains("dnsrail.toml:") && body.contains("backend[1].name"),
         "{body}"
     );
-    let names: Vec<String> = h
-        .get("/api/backends")
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["name"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(names, ["a", "c"]);
+    assert_eq!(h.backend_names(), ["a", "c"]);
     assert!(h
         .dig(&["+notcp", "still.example", "A"])
         .contains("192.0.2.1"));
@@ -554,14 +561,7 @@ fn writes_need_the_token_and_metrics_parse_with_the_reference_parser() {
     let (code, body) = h.http("POST", "/api/backends/b/drain", Some(&h.token()));
     assert_eq!(code, 200, "{body}");
     // Drained: the engine sends b nothing new.
-    let s = h.get("/api/stats").unwrap();
-    let b = s["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["name"] == "b")
-        .unwrap()
-        .clone();
+    let b = h.engine_backend("b");
     assert_eq!(b["drained"], true);
     let sent_before = b["sent"].as_u64().unwrap();
     for i in 0..10 {
@@ -569,14 +569,7 @@ fn writes_need_the_token_and_metrics_parse_with_the_reference_parser() {
             .dig(&["+notcp", &format!("d{i}.example"), "A"])
             .contains("192.0.2.1"));
     }
-    let s = h.get("/api/stats").unwrap();
-    let b = s["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["name"] == "b")
-        .unwrap()
-        .clone();
+    let b = h.engine_backend("b");
     assert_eq!(b["sent"].as_u64().unwrap(), sent_before);
     // The CLI: undrain with the token from the command line.
     let out = h.cli(&["undrain", "b"], Some(&h.token()), "");
