@@ -638,7 +638,7 @@ impl RuleSet {
             return;
         }
         // The patterns ignore case: the name goes in as it came.
-        s.dotted_len = dotted(q.name, &mut s.dotted);
+        s.dotted_len = crate::wire::dns::dotted(q.name, &mut s.dotted);
         let cache = regex_cache(&mut s.regex_caches, self.id, re);
         // Most names match no regex: an earliest-match search answers that
         // from the meta engine's fastest path (often a literal prefilter);
@@ -711,25 +711,6 @@ fn lower_case<'s>(name: &[u8], s: &'s mut Scratch) -> &'s [u8] {
     &s.lower[..s.lower_len]
 }
 
-/// Writes wire name `name` dotted (`www.example.com`, no final dot) into
-/// `out` and returns its length: one copy of the label bytes, then a dot over
-/// each inner length byte. A name cut short ends where its bytes end.
-#[inline]
-fn dotted(name: &[u8], out: &mut [u8; 256]) -> usize {
-    let n = name.len().min(256);
-    if n < 2 {
-        return 0;
-    }
-    out[..n - 1].copy_from_slice(&name[1..n]);
-    // `out[i]` holds `name[i + 1]`.
-    let mut pos = usize::from(name[0]) + 1;
-    while pos < n && name[pos] != 0 {
-        out[pos - 1] = b'.';
-        pos += usize::from(name[pos]) + 1;
-    }
-    pos.min(n) - 1
-}
-
 /// The worker's search cache for rule set `id`'s regex. Caches of sets that
 /// a reload replaced are dropped once more than a few pile up.
 fn regex_cache<'a>(
@@ -765,21 +746,3 @@ fn is_suffix(name: &[u8], suffix: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests;
-
-#[cfg(test)]
-mod dotted_tests {
-    #[test]
-    fn wire_names_come_out_dotted_and_cut_names_end_where_their_bytes_do() {
-        let mut out = [0u8; 256];
-        let mut d = |w: &[u8]| {
-            let n = super::dotted(w, &mut out);
-            String::from_utf8_lossy(&out[..n]).into_owned()
-        };
-        assert_eq!(d(b"\x03WwW\x07example\x03com\x00"), "WwW.example.com");
-        assert_eq!(d(b"\x01a\x00"), "a");
-        assert_eq!(d(b"\x00"), "");
-        assert_eq!(d(b""), "");
-        assert_eq!(d(b"\x03www\x07exa"), "www.exa");
-        assert_eq!(d(b"\x09www"), "www");
-    }
-}

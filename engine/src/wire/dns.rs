@@ -239,18 +239,31 @@ pub fn clamp_edns(msg: &mut [u8], q: &Question, max: u16) -> Delta {
     d
 }
 
-/// Appends the dotted form of a wire name, without the final dot (the root
-/// appends nothing). Stops at the root label or the end of `wire`.
-pub fn push_dotted(wire: &[u8], out: &mut Vec<u8>) {
-    let mut pos = 0;
-    while pos < wire.len() && wire[pos] != 0 {
-        let end = (pos + 1 + usize::from(wire[pos])).min(wire.len());
-        if pos > 0 {
-            out.push(b'.');
-        }
-        out.extend_from_slice(&wire[pos + 1..end]);
-        pos = end;
+/// Writes the dotted form of a wire name into `out`, without the final dot
+/// (the root writes nothing), and returns its length: one copy of the label
+/// bytes, then a dot over each inner length byte. Stops at the root label
+/// or the end of `wire` (at most 256 bytes are read: no name is longer).
+#[inline]
+pub fn dotted(wire: &[u8], out: &mut [u8; 256]) -> usize {
+    let n = wire.len().min(256);
+    if n < 2 || wire[0] == 0 {
+        return 0;
     }
+    out[..n - 1].copy_from_slice(&wire[1..n]);
+    // `out[i]` holds `wire[i + 1]`.
+    let mut pos = usize::from(wire[0]) + 1;
+    while pos < n && wire[pos] != 0 {
+        out[pos - 1] = b'.';
+        pos += usize::from(wire[pos]) + 1;
+    }
+    pos.min(n) - 1
+}
+
+/// Appends the dotted form of a wire name (see [`dotted`]).
+pub fn push_dotted(wire: &[u8], out: &mut Vec<u8>) {
+    let mut buf = [0u8; 256];
+    let n = dotted(wire, &mut buf);
+    out.extend_from_slice(&buf[..n]);
 }
 
 /// Test helper: a query for `name` (dotted) and `qtype`, class IN, RD set.
@@ -362,6 +375,17 @@ mod tests {
         assert!(out.is_empty());
         push_dotted(&[5, b'a', b'b'], &mut out); // truncated: what is there
         assert_eq!(out, b"ab");
+        let mut buf = [0u8; 256];
+        let mut d = |w: &[u8]| {
+            let n = dotted(w, &mut buf);
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        };
+        assert_eq!(d(b"\x03WwW\x07example\x03com\x00"), "WwW.example.com");
+        assert_eq!(d(b"\x01a\x00\x00\x01"), "a", "stops at the root");
+        assert_eq!(d(b"\x00\x03abc"), "");
+        assert_eq!(d(b""), "");
+        assert_eq!(d(b"\x03www\x07exa"), "www.exa");
+        assert_eq!(d(b"\x09www"), "www");
     }
 
     #[test]
