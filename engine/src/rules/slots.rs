@@ -18,7 +18,8 @@
 //! [`FILTER_FROM`] entries also get a register-blocked Bloom filter: 16 bits
 //! per entry, one 64-bit word per lookup holding 5 of the key's bits. At
 //! 200 KB for 100 000 entries it stays in L2 under any traffic, and only the
-//! ~0.5 % of misses it lets through read the slots.
+//! ~0.2 % of misses it lets through (measured: 206 of 100 000 absent keys
+//! at 100 000 entries) read the slots.
 
 /// Entries from which a table gets a filter (below, the slots are small
 /// enough to stay in cache themselves).
@@ -147,7 +148,8 @@ mod tests {
             reached_slots += usize::from(s.filter[w] & bits == bits);
             assert_eq!(s.find(mix(k), |j| keys[j] == k), None);
         }
-        // About 0.5 % expected; a broken filter passes far more.
+        // About 0.2 % measured; a broken filter passes far more.
+        eprintln!("filter passed {reached_slots} of 100 000 absent keys");
         assert!(reached_slots < 2_000, "{reached_slots} of 100 000 passed");
         let small = Slots::build(keys[..FILTER_FROM].iter().map(|&k| mix(k)));
         assert!(small.filter.is_empty());
