@@ -2,6 +2,8 @@
 //! used by the integration tests, the demo and the benchmarks.
 
 pub mod backend;
+pub mod compare;
 pub mod load;
 pub mod msg;
+pub mod netns;
 pub mod xdp_backend;

@@ -4,7 +4,7 @@
 //! RCODEs and latency. Stops by itself at `queries` or `max_duration`.
 
 use crate::msg::query_for;
-use dnsrail_engine::stats::{bucket_of, quantile_us, HIST_BUCKETS};
+use dnsrail_engine::stats::{bucket_floor, bucket_of, quantile_us, HIST_BUCKETS};
 use dnsrail_engine::wire::dns;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -68,6 +68,29 @@ impl LoadReport {
 
     pub fn qps(&self) -> f64 {
         self.answered as f64 / self.elapsed.as_secs_f64().max(1e-6)
+    }
+
+    /// The report as JSON (`dnsrail-bench load --json`): counts, p50/p99
+    /// and the latency histogram as (bucket floor µs, answers) pairs.
+    pub fn to_json(&self) -> serde_json::Value {
+        let hist: Vec<(u64, u64)> = self
+            .latency
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n > 0)
+            .map(|(i, &n)| (bucket_floor(i), n))
+            .collect();
+        serde_json::json!({
+            "sent": self.sent,
+            "answered": self.answered,
+            "lost": self.lost,
+            "unexpected": self.unexpected,
+            "wrong_question": self.wrong_question,
+            "elapsed_s": self.elapsed.as_secs_f64(),
+            "p50_us": self.p(0.5),
+            "p99_us": self.p(0.99),
+            "latency": hist,
+        })
     }
 
     pub fn summary(&self) -> String {

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use dnsrail_bench::backend::{Backend, BackendSpec};
+use dnsrail_bench::compare::{self, contender::Kind};
 use dnsrail_bench::load::{run, LoadSpec};
 use dnsrail_bench::msg::AnswerSpec;
 use dnsrail_engine::config::rcode_by_name;
@@ -55,6 +56,77 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         duration: u64,
     },
+    /// The full comparison on the namespace topology (needs root): direct,
+    /// dnsrail AF_XDP, dnsrail sockets and dnsdist, one after the other in
+    /// one run. Writes results.json and PNG plots into --out and the
+    /// markdown section into --doc.
+    Compare {
+        /// Contenders, comma-separated: direct,xdp,xdp-busy,socket,dnsdist.
+        #[arg(
+            long,
+            default_value = "direct,xdp,xdp-busy,socket,dnsdist",
+            value_delimiter = ','
+        )]
+        contenders: Vec<String>,
+        /// Offered rates of the kxdpgun sweep, qps, comma-separated.
+        #[arg(
+            long,
+            default_value = "25000,50000,100000,150000,200000,250000,300000,400000",
+            value_delimiter = ','
+        )]
+        rates: Vec<u64>,
+        /// Seconds per sweep step.
+        #[arg(long, default_value_t = 3)]
+        secs: u64,
+        /// Fixed rate of the CPU-per-query measurement, qps.
+        #[arg(long, default_value_t = 50_000)]
+        cpu_rate: u64,
+        #[arg(long, default_value_t = 5)]
+        cpu_secs: u64,
+        /// Seconds of the dnsperf (closed loop) run.
+        #[arg(long, default_value_t = 3)]
+        perf_secs: u64,
+        /// Rate and count of the latency run (immediate backends).
+        #[arg(long, default_value_t = 20_000)]
+        lat_rate: u64,
+        #[arg(long, default_value_t = 60_000)]
+        lat_queries: u64,
+        /// Rate and count of the latency-mix run.
+        #[arg(long, default_value_t = 5_000)]
+        mix_rate: u64,
+        #[arg(long, default_value_t = 20_000)]
+        mix_queries: u64,
+        /// The mix: this fraction of answers after --mix-delay-ms.
+        #[arg(long, default_value_t = 20)]
+        mix_delay_ms: u64,
+        #[arg(long, default_value_t = 0.2)]
+        mix_fraction: f64,
+        #[arg(long, default_value_t = 2)]
+        backends: usize,
+        /// Namespace prefix (must start with "dr").
+        #[arg(long, default_value = "drc")]
+        prefix: String,
+        /// The dnsrail engine binary (default: beside this one).
+        #[arg(long)]
+        engine: Option<String>,
+        #[arg(long, default_value = "dnsdist")]
+        dnsdist: String,
+        /// Directory for results.json and the plots.
+        #[arg(long, default_value = "docs/bench")]
+        out: std::path::PathBuf,
+        /// Markdown file whose compare section is replaced.
+        #[arg(long)]
+        doc: Option<std::path::PathBuf>,
+    },
+    /// Redraw the plots and the markdown of a comparison from its results.json.
+    Plot {
+        #[arg(long, default_value = "docs/bench/results.json")]
+        results: std::path::PathBuf,
+        #[arg(long, default_value = "docs/bench")]
+        out: std::path::PathBuf,
+        #[arg(long)]
+        doc: Option<std::path::PathBuf>,
+    },
     /// Send a bounded load and print what came back.
     Load {
         #[arg(long)]
@@ -74,6 +146,9 @@ enum Cmd {
         /// Exit non-zero if more than this percentage is lost.
         #[arg(long, default_value_t = 100.0)]
         max_loss_pct: f64,
+        /// Print the report as JSON (with the latency histogram).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -137,6 +212,74 @@ fn main() -> anyhow::Result<()> {
             wait_for_stop(duration)?;
             println!("xdp backend {interface}: {} queries", r.answered());
         }
+        Cmd::Compare {
+            contenders,
+            rates,
+            secs,
+            cpu_rate,
+            cpu_secs,
+            perf_secs,
+            lat_rate,
+            lat_queries,
+            mix_rate,
+            mix_queries,
+            mix_delay_ms,
+            mix_fraction,
+            backends,
+            prefix,
+            engine,
+            dnsdist,
+            out,
+            doc,
+        } => {
+            let me = std::env::current_exe()?;
+            let beside = |n: &str| me.with_file_name(n).display().to_string();
+            let contenders = contenders
+                .iter()
+                .map(|c| {
+                    Kind::parse(c).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "unknown contender {c} (direct, xdp, xdp-busy, socket, dnsdist)"
+                        )
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            if !prefix.starts_with("dr") {
+                anyhow::bail!("--prefix must start with \"dr\" (got {prefix})");
+            }
+            let spec = compare::Spec {
+                prefix,
+                backends: backends.clamp(1, 8),
+                contenders,
+                rates,
+                secs: secs.clamp(1, 60),
+                cpu_rate,
+                cpu_secs: cpu_secs.clamp(1, 60),
+                perf_secs: perf_secs.clamp(1, 60),
+                lat_rate: lat_rate.max(1),
+                lat_queries,
+                mix_rate: mix_rate.max(1),
+                mix_queries,
+                mix_delay_ms,
+                mix_fraction: mix_fraction.clamp(0.0, 1.0),
+                bins: compare::contender::Bins {
+                    engine: engine.unwrap_or_else(|| beside("dnsrail")),
+                    bench: me.display().to_string(),
+                    dnsdist,
+                },
+                command: std::env::var("DNSRAIL_BENCH_COMMAND")
+                    .unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" ")),
+            };
+            let r = compare::run(&spec)?;
+            let md = compare::write(&r, &out, doc.as_deref())?;
+            println!("{md}");
+        }
+        Cmd::Plot { results, out, doc } => {
+            let text = std::fs::read_to_string(&results)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", results.display()))?;
+            let r: compare::report::Results = serde_json::from_str(&text)?;
+            println!("{}", compare::write(&r, &out, doc.as_deref())?);
+        }
         Cmd::Load {
             target,
             queries,
@@ -145,6 +288,7 @@ fn main() -> anyhow::Result<()> {
             max_outstanding,
             max_duration,
             max_loss_pct,
+            json,
         } => {
             let mut spec = LoadSpec::new(target, queries);
             spec.rate = rate;
@@ -152,7 +296,11 @@ fn main() -> anyhow::Result<()> {
             spec.max_outstanding = max_outstanding;
             spec.max_duration = Duration::from_secs(max_duration);
             let r = run(&spec)?;
-            println!("{}", r.summary());
+            if json {
+                println!("{}", r.to_json());
+            } else {
+                println!("{}", r.summary());
+            }
             let loss = 100.0 * r.lost as f64 / r.sent.max(1) as f64;
             if loss > max_loss_pct {
                 anyhow::bail!("loss {loss:.3}% above {max_loss_pct}%");

@@ -1,0 +1,347 @@
+//! `dnsrail-bench compare`: the whole comparison in one run, so that its
+//! ratios are trustworthy on a noisy machine. On the namespace topology of
+//! scripts/netns.sh it measures, one contender after the other (direct to a
+//! backend, dnsrail over AF_XDP, dnsrail over sockets, dnsdist):
+//!
+//! 1. latency at a fixed rate with our own load driver (immediate backends);
+//! 2. balancer CPU per query at a fixed rate (kxdpgun);
+//! 3. a kxdpgun rate sweep (open loop) up to the first step that loses more
+//!    than 1 %, with per-CPU load and the engine's drops for each step;
+//! 4. dnsperf, closed loop;
+//! 5. latency against the latency-mix backends (a recursor's cache hits and
+//!    misses).
+//!
+//! Backends: the XDP responder on port 53 (answers in the driver: not the
+//! limit) and the synthetic socket backend with the delay mix on port 5301,
+//! both in every backend namespace. CPU 1 is the balancer's; the load
+//! generators, the backends' user space and the switch's frame processing
+//! run on CPU 0. Everything is bounded: each tool has a duration and a
+//! timeout, and the topology (with every process in it) is torn down on
+//! return, error included.
+
+pub mod contender;
+pub mod cpu;
+pub mod plot;
+pub mod report;
+pub mod tools;
+
+use crate::netns::{backend4, Topo};
+use anyhow::{bail, Context};
+use contender::{Bins, Kind, Running};
+use cpu::Sample;
+use report::{Fixed, Results, Row, Step, HELD_PCT};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Port of the latency-mix backends (the XDP responder has port 53).
+pub const MIX_PORT: u16 = 5301;
+
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub prefix: String,
+    pub backends: usize,
+    pub contenders: Vec<Kind>,
+    pub rates: Vec<u64>,
+    pub secs: u64,
+    pub cpu_rate: u64,
+    pub cpu_secs: u64,
+    pub perf_secs: u64,
+    pub lat_rate: u64,
+    pub lat_queries: u64,
+    pub mix_rate: u64,
+    pub mix_queries: u64,
+    pub mix_delay_ms: u64,
+    pub mix_fraction: f64,
+    pub bins: Bins,
+    /// How the run was started, written beside the figures.
+    pub command: String,
+}
+
+/// The query file: 10 000 names shaped like a resolver's traffic (www,
+/// mail, CDN and API hosts over several TLDs, a few deep names), A mostly,
+/// some AAAA, MX and TXT, and one in seven under `nx.example`, which the
+/// synthetic backend answers NXDOMAIN.
+pub fn names() -> String {
+    const TLD: [&str; 6] = ["com", "net", "org", "de", "io", "co.uk"];
+    const HOST: [&str; 6] = ["www", "mail", "cdn", "api", "static", "m"];
+    let mut t = String::with_capacity(300_000);
+    for i in 0..10_000u64 {
+        let qtype = match i % 20 {
+            0..=13 => "A",
+            14..=17 => "AAAA",
+            18 => "MX",
+            _ => "TXT",
+        };
+        if i % 7 == 3 {
+            let _ = writeln!(t, "host{i}.nx.example {qtype}");
+        } else if i % 11 == 5 {
+            let _ = writeln!(
+                t,
+                "img{}.edge.cdn{}.shop{i}.{} {qtype}",
+                i % 3,
+                i % 5,
+                TLD[i as usize % 6]
+            );
+        } else {
+            let _ = writeln!(
+                t,
+                "{}.site{}.{} {qtype}",
+                HOST[(i / 7) as usize % 6],
+                i % 2500,
+                TLD[(i / 3) as usize % 6]
+            );
+        }
+    }
+    t
+}
+
+fn log(msg: impl std::fmt::Display) {
+    eprintln!("compare: {msg}");
+}
+
+/// Runs the comparison and returns its results.
+pub fn run(spec: &Spec) -> anyhow::Result<Results> {
+    if !crate::netns::is_root() {
+        bail!("compare needs root (namespaces, XDP)");
+    }
+    for t in ["kxdpgun", "dnsperf", "taskset", "ip"] {
+        which(t)?;
+    }
+    let dnsdist_version = if spec.contenders.contains(&Kind::Dnsdist) {
+        Some(contender::dnsdist_version(&spec.bins.dnsdist)?)
+    } else {
+        None
+    };
+    let work = PathBuf::from(format!("/tmp/dnsrail-compare.{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let _cleanup = RemoveDir(work.clone());
+    let names_path = work.join("names.txt");
+    std::fs::write(&names_path, names())?;
+
+    // The switch's frame processing on CPU 0 (mask 1), with the generators.
+    let mut topo = Topo::up(&spec.prefix, spec.backends, 1, Some("1"))?;
+    let bound = 1800; // backends stop by themselves after 30 min at the latest
+    for i in 1..=spec.backends {
+        let ns_bin = spec.bins.bench.clone();
+        let d = bound.to_string();
+        topo.spawn_logged(
+            &format!("be{i}"),
+            &ns_bin,
+            &["xdp-backend", "--interface", "eth0", "--duration", &d],
+            Some(&work.join(format!("xdp-backend{i}.log"))),
+        )?;
+        let delay = spec.mix_delay_ms.to_string();
+        let frac = spec.mix_fraction.to_string();
+        topo.synthetic_backend(
+            &spec.bins.bench,
+            i,
+            MIX_PORT,
+            Some(0),
+            bound,
+            &["--delay-ms", &delay, "--delay-fraction", &frac],
+        )?;
+        topo.wait_udp("cli", format!("{}:53", backend4(i)).parse()?)?;
+    }
+
+    let mut rows = Vec::new();
+    for &kind in &spec.contenders {
+        log(format!("{} …", kind.label()));
+        rows.push(measure(spec, &mut topo, kind, &work, &names_path)?);
+    }
+    Ok(Results {
+        date: today(),
+        command: spec.command.clone(),
+        cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        dnsdist_version,
+        backends: spec.backends,
+        secs: spec.secs,
+        perf_secs: spec.perf_secs,
+        lat_rate: spec.lat_rate,
+        mix_rate: spec.mix_rate,
+        mix: (spec.mix_delay_ms, spec.mix_fraction),
+        rows,
+    })
+}
+
+fn measure(
+    spec: &Spec,
+    topo: &mut Topo,
+    kind: Kind,
+    work: &Path,
+    names: &Path,
+) -> anyhow::Result<Row> {
+    let cli = topo.ns("cli");
+    let lb = topo.ns("lb");
+    let target = kind.target(53);
+    let r = Running::start(topo, kind, &spec.bins, work, spec.backends, 53)?;
+
+    // Latency without RPS: each frame is carried through the switch by
+    // the CPU that sent it, as a NIC would carry it, instead of being handed
+    // to CPU 0 with an inter-processor interrupt per hop (tens of µs each on
+    // this VM). CPU is measured with RPS, so that the switch's work is not
+    // billed to the balancer.
+    topo.set_rps("0")?;
+    let latency = tools::load(
+        &spec.bins.bench,
+        &cli,
+        target,
+        spec.lat_rate,
+        spec.lat_queries,
+    );
+    topo.set_rps("1")?;
+    let latency = latency?;
+    log(format!(
+        "  latency at {} qps: {}/{} answered, p50 {:?} p99 {:?} µs",
+        spec.lat_rate, latency.answered, latency.sent, latency.p50_us, latency.p99_us
+    ));
+
+    let fixed = if kind.is_balancer() {
+        let s = Sample::now(r.pid);
+        let gun = tools::kxdpgun(&cli, target, spec.cpu_rate, spec.cpu_secs, names)?;
+        let usage = s.usage();
+        let answered = gun.answered_pps * spec.cpu_secs as f64;
+        let us = usage
+            .proc_s
+            .filter(|_| answered > 0.0)
+            .map(|p| p * 1e6 / answered);
+        log(format!(
+            "  CPU at {} qps: {us:?} µs/query, {gun:?}",
+            spec.cpu_rate
+        ));
+        Some(Fixed {
+            rate: spec.cpu_rate,
+            secs: spec.cpu_secs,
+            gun,
+            usage,
+            us_per_query: us,
+        })
+    } else {
+        None
+    };
+
+    let mut steps = Vec::new();
+    for &rate in &spec.rates {
+        let before = r.report();
+        let udp0 = cpu::udp_overflows(&lb);
+        let s = Sample::now(r.pid);
+        let gun = tools::kxdpgun(&cli, target, rate, spec.secs, names)?;
+        let usage = s.usage();
+        let udp_overflows = cpu::udp_overflows(&lb).saturating_sub(udp0);
+        let engine_drops = match (before, r.report()) {
+            (Some(a), Some(b)) => contender::drops_between(&a, &b),
+            _ => Default::default(),
+        };
+        log(format!(
+            "  offered {rate}: sent {:.0}/s answered {:.0}/s ({:.2} %), CPU {:?}, balancer {:?} %, drops {:?}, UDP overflows {udp_overflows}",
+            gun.sent_pps, gun.answered_pps, gun.answered_pct, usage.cpu_busy_pct, usage.proc_pct, engine_drops
+        ));
+        let failed = gun.answered_pct < HELD_PCT;
+        steps.push(Step {
+            offered: rate,
+            gun,
+            usage,
+            engine_drops,
+            udp_overflows,
+            secs: spec.secs,
+        });
+        if failed {
+            break;
+        }
+    }
+
+    let perf = tools::dnsperf(&cli, target, spec.perf_secs, names)?;
+    log(format!("  dnsperf: {perf:?}"));
+    r.stop(topo)?;
+
+    let mix_target = kind.target(MIX_PORT);
+    let r = Running::start(topo, kind, &spec.bins, work, spec.backends, MIX_PORT)?;
+    topo.set_rps("0")?;
+    let mix = tools::load(
+        &spec.bins.bench,
+        &cli,
+        mix_target,
+        spec.mix_rate,
+        spec.mix_queries,
+    );
+    topo.set_rps("1")?;
+    let mix = mix?;
+    log(format!(
+        "  latency mix: {}/{} answered, p50 {:?} p99 {:?} µs",
+        mix.answered, mix.sent, mix.p50_us, mix.p99_us
+    ));
+    r.stop(topo)?;
+    Ok(Row {
+        kind,
+        steps,
+        perf: Some(perf),
+        fixed,
+        latency: Some(latency),
+        mix: Some(mix),
+    })
+}
+
+fn which(tool: &str) -> anyhow::Result<()> {
+    let ok = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    if !ok {
+        bail!("{tool} not found: run scripts/setup.sh");
+    }
+    Ok(())
+}
+
+fn today() -> String {
+    std::process::Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes results.json and the plots into `dir`, and the markdown section
+/// into `doc` when given. Returns the markdown.
+pub fn write(r: &Results, dir: &Path, doc: Option<&Path>) -> anyhow::Result<String> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(
+        dir.join("results.json"),
+        serde_json::to_string_pretty(r)? + "\n",
+    )?;
+    plot::all(r, dir)?;
+    let md = r.markdown();
+    if let Some(doc) = doc {
+        let text = std::fs::read_to_string(doc).with_context(|| doc.display().to_string())?;
+        std::fs::write(doc, report::splice(&text, &md))?;
+    }
+    Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_valid_queries_with_some_nxdomain() {
+        let t = names();
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 10_000);
+        let nx = lines.iter().filter(|l| l.contains(".nx.example ")).count();
+        assert!((1400..1500).contains(&nx), "{nx}");
+        for l in &lines {
+            let (name, t) = l.split_once(' ').unwrap();
+            assert!(["A", "AAAA", "MX", "TXT"].contains(&t), "{l}");
+            assert!(
+                name.len() < 100 && name.split('.').all(|x| !x.is_empty() && x.len() < 64),
+                "{l}"
+            );
+        }
+    }
+}

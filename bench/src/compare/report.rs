@@ -1,0 +1,520 @@
+//! The results of a comparison, the bottleneck named for each sweep, and
+//! the markdown written to docs/benchmarks.md (figures, ratios against the
+//! targets, the command that reproduces them).
+
+use super::contender::Kind;
+use super::cpu::Usage;
+use super::tools::{Gun, Load, Perf};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// One step of a rate sweep.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Step {
+    pub offered: u64,
+    pub gun: Gun,
+    pub usage: Usage,
+    /// dnsrail only: the engine's drops by reason during the step.
+    pub engine_drops: BTreeMap<String, u64>,
+    /// UDP buffer overflows counted by the kernel in the balancer's
+    /// namespace during the step.
+    #[serde(default)]
+    pub udp_overflows: u64,
+    pub secs: u64,
+}
+
+/// The balancer's cost at a fixed offered rate.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Fixed {
+    pub rate: u64,
+    pub secs: u64,
+    pub gun: Gun,
+    pub usage: Usage,
+    /// Balancer CPU (user + system, all threads) per answered query.
+    pub us_per_query: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Row {
+    pub kind: Kind,
+    pub steps: Vec<Step>,
+    pub perf: Option<Perf>,
+    pub fixed: Option<Fixed>,
+    /// Our load driver at a fixed rate, immediate backends.
+    pub latency: Option<Load>,
+    /// The same against the latency-mix backends.
+    pub mix: Option<Load>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Results {
+    pub date: String,
+    pub command: String,
+    pub cpus: usize,
+    pub dnsdist_version: Option<String>,
+    pub backends: usize,
+    pub secs: u64,
+    pub perf_secs: u64,
+    pub lat_rate: u64,
+    pub mix_rate: u64,
+    /// (delay ms, fraction of answers delayed) of the mix backends.
+    pub mix: (u64, f64),
+    pub rows: Vec<Row>,
+}
+
+/// Answered share at or above which a step counts as held.
+pub const HELD_PCT: f64 = 99.0;
+
+impl Row {
+    /// The highest answered rate of a step with ≥ 99 % answered.
+    pub fn max_qps(&self) -> f64 {
+        self.steps
+            .iter()
+            .filter(|s| s.gun.answered_pct >= HELD_PCT)
+            .map(|s| s.gun.answered_pps)
+            .fold(0.0, f64::max)
+    }
+
+    /// What stopped the sweep, from the evidence of the step that stopped
+    /// it (or the last step when none failed):
+    /// * the generator sent < 95 % of the offered rate → client;
+    /// * the engine counted drops for > 0.5 % of what was sent → balancer
+    ///   (with the main reason);
+    /// * the kernel dropped > 0.5 % at the balancer's full UDP socket
+    ///   buffers → balancer (it did not read in time);
+    /// * the balancer's process used ≥ 90 % of its core → balancer;
+    /// * CPU 0 (generator, switch, backends' XDP) ≥ 95 % busy → kernel on CPU 0;
+    /// * else the loss happened where nothing was saturated: kernel path.
+    pub fn bottleneck(&self) -> String {
+        let Some(last) = self.steps.last() else {
+            return "no sweep".into();
+        };
+        let fail = self.steps.iter().find(|s| s.gun.answered_pct < HELD_PCT);
+        let s = fail.unwrap_or(last);
+        let cpu = |i: usize| s.usage.cpu_busy_pct.get(i).copied().unwrap_or(0.0);
+        let short = s.gun.sent_pps < 0.95 * s.offered as f64;
+        let ctx = format!(
+            "at {} offered: sent {:.0}, {:.1} % answered; CPU0 {:.0} %, CPU1 {:.0} %",
+            k(s.offered as f64),
+            s.gun.sent_pps,
+            s.gun.answered_pct,
+            cpu(0),
+            cpu(1)
+        );
+        if fail.is_none() {
+            return if short {
+                format!("client: the generator could not send more ({ctx})")
+            } else {
+                format!("not reached: every step held ({ctx})")
+            };
+        }
+        let sent = s.gun.sent_pps * s.secs as f64;
+        let dropped: u64 = s.engine_drops.values().sum();
+        if self.kind.is_balancer() && dropped as f64 > 0.005 * sent {
+            let (why, n) = s
+                .engine_drops
+                .iter()
+                .max_by_key(|(_, n)| **n)
+                .expect("non-empty");
+            return format!("balancer: the engine dropped {dropped} ({why} {n}) ({ctx})");
+        }
+        if self.kind.is_balancer() && s.udp_overflows as f64 > 0.005 * sent {
+            return format!(
+                "balancer: {} datagrams overflowed its UDP socket buffers ({ctx})",
+                s.udp_overflows
+            );
+        }
+        if let Some(p) = s
+            .usage
+            .proc_pct
+            .filter(|p| self.kind.is_balancer() && *p >= 90.0)
+        {
+            return format!("balancer: its process at {p:.0} % of its core ({ctx})");
+        }
+        if short {
+            return format!("client: the generator fell short of the offered rate ({ctx})");
+        }
+        if cpu(0) >= 95.0 {
+            return format!("kernel on CPU 0: generator, switch and backends share it ({ctx})");
+        }
+        format!("kernel path: lost with no CPU saturated ({ctx})")
+    }
+
+    /// p99 of the fixed-rate run, µs.
+    pub fn p99(&self) -> Option<u64> {
+        self.latency.as_ref()?.p99_us
+    }
+}
+
+fn k(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{:.0} k", v / 1000.0)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> String) -> String {
+    v.map_or_else(|| "–".into(), f)
+}
+
+/// Thousands separated with thin spaces, as the rest of the docs.
+fn num(v: f64) -> String {
+    let s = format!("{:.0}", v);
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 && c.is_ascii_digit() {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl Results {
+    pub fn row(&self, kind: Kind) -> Option<&Row> {
+        self.rows.iter().find(|r| r.kind == kind)
+    }
+
+    fn label(&self, kind: Kind) -> String {
+        match (kind, &self.dnsdist_version) {
+            (Kind::Dnsdist, Some(v)) => format!("dnsdist {v}"),
+            _ => kind.label().to_string(),
+        }
+    }
+
+    /// The results section of docs/benchmarks.md.
+    pub fn markdown(&self) -> String {
+        let mut m = String::new();
+        let direct_p99 = self.row(Kind::Direct).and_then(Row::p99);
+        let cpu_rate = self
+            .rows
+            .iter()
+            .find_map(|r| r.fixed.as_ref().map(|f| f.rate))
+            .unwrap_or(0);
+        let _ = writeln!(
+            m,
+            "Run of {}, {} CPUs, {} backends. Command:\n\n    {}\n",
+            self.date, self.cpus, self.backends, self.command
+        );
+        let _ = writeln!(
+            m,
+            "| contender | max qps, ≥ 99 % answered (kxdpgun, {} s steps) | limited by | dnsperf qps (avg latency) | p50 / p99 at {} qps | p99 added over direct | CPU µs/query at {} qps (share of one core; answered) |",
+            self.secs,
+            num(self.lat_rate as f64),
+            num(cpu_rate as f64)
+        );
+        m.push_str("|---|---|---|---|---|---|---|\n");
+        for r in &self.rows {
+            let lat = opt(r.latency.as_ref(), |l| {
+                format!(
+                    "{} / {} µs",
+                    opt(l.p50_us, |v| v.to_string()),
+                    opt(l.p99_us, |v| v.to_string())
+                )
+            });
+            let added = match (r.kind, r.p99(), direct_p99) {
+                (Kind::Direct, ..) => "–".into(),
+                (_, Some(a), Some(d)) => format!("{} µs", a as i64 - d as i64),
+                _ => "–".into(),
+            };
+            let cpu = opt(r.fixed.as_ref(), |f| {
+                if r.kind == Kind::XdpBusy {
+                    return format!(
+                        "spins: {} of a core ({:.1} %)",
+                        opt(f.usage.proc_pct, |p| format!("{p:.0} %")),
+                        f.gun.answered_pct
+                    );
+                }
+                format!(
+                    "{} ({}; {:.1} %)",
+                    opt(f.us_per_query, |v| format!("**{v:.2}**")),
+                    opt(f.usage.proc_pct, |p| format!("{p:.0} %")),
+                    f.gun.answered_pct
+                )
+            });
+            let _ = writeln!(
+                m,
+                "| {} | **{}** | {} | {} | {} | {} | {} |",
+                self.label(r.kind),
+                num(r.max_qps()),
+                r.bottleneck(),
+                opt(r.perf, |p| format!(
+                    "{} ({} µs, {:.2} % completed)",
+                    num(p.qps),
+                    num(p.avg_latency_us),
+                    p.completed_pct
+                )),
+                lat,
+                added,
+                cpu
+            );
+        }
+        m.push('\n');
+        m.push_str(&self.targets());
+        let _ = writeln!(
+            m,
+            "\nWith the latency-mix backends ({} % of answers after {} ms, the rest at once), our load driver at {} qps:\n",
+            self.mix.1 * 100.0,
+            self.mix.0,
+            num(self.mix_rate as f64)
+        );
+        m.push_str("| contender | answered / sent | p50 | p99 |\n|---|---|---|---|\n");
+        for r in &self.rows {
+            if let Some(l) = &r.mix {
+                let _ = writeln!(
+                    m,
+                    "| {} | {} / {} | {} µs | {} µs |",
+                    self.label(r.kind),
+                    num(l.answered as f64),
+                    num(l.sent as f64),
+                    opt(l.p50_us, |v| num(v as f64)),
+                    opt(l.p99_us, |v| num(v as f64))
+                );
+            }
+        }
+        m.push_str(
+            "\nPlots: [answered vs offered](bench/answered_vs_offered.png), \
+             [latency histogram](bench/latency_histogram.png), \
+             [CPU per query](bench/cpu_per_query.png); raw figures in \
+             [bench/results.json](bench/results.json).\n",
+        );
+        m
+    }
+
+    /// The targets of issue #6, as ratios.
+    pub fn targets(&self) -> String {
+        let mut m = String::from("| target | measured | ratio | verdict |\n|---|---|---|---|\n");
+        let (x, d) = (self.row(Kind::Xdp), self.row(Kind::Dnsdist));
+        if let (Some(x), Some(d)) = (x, d) {
+            let (a, b) = (x.max_qps(), d.max_qps());
+            let r = if b > 0.0 { a / b } else { 0.0 };
+            let verdict = if r >= 4.0 {
+                "met".to_string()
+            } else if x.bottleneck().starts_with("balancer") {
+                "**not met**".to_string()
+            } else {
+                format!(
+                    "**not shown**: the AF_XDP sweep stopped at its {}",
+                    x.bottleneck().split(':').next().unwrap_or("")
+                )
+            };
+            let _ = writeln!(
+                m,
+                "| AF_XDP max qps ≥ 4× dnsdist's | {} against {} | {r:.2}× | {verdict} |",
+                num(a),
+                num(b)
+            );
+            let cx = x.fixed.as_ref().and_then(|f| f.us_per_query);
+            let cd = d.fixed.as_ref().and_then(|f| f.us_per_query);
+            if let (Some(cx), Some(cd)) = (cx, cd) {
+                let r = cx / cd;
+                let _ = writeln!(
+                    m,
+                    "| AF_XDP CPU per query ≤ 1/5 of dnsdist's | {cx:.2} against {cd:.2} µs | 1/{:.2} | {} |",
+                    cd / cx,
+                    if r <= 0.2 { "met" } else { "**not met**" }
+                );
+            }
+        }
+        if let (Some(x), Some(dp)) = (
+            x.and_then(Row::p99),
+            self.row(Kind::Direct).and_then(Row::p99),
+        ) {
+            let added = x as i64 - dp as i64;
+            let _ = writeln!(
+                m,
+                "| p99 added over direct ≤ 50 µs | {x} against {dp} µs | +{added} µs | {} |",
+                if added <= 50 { "met" } else { "**not met**" }
+            );
+        }
+        m
+    }
+}
+
+/// Replaces the text between `<!-- compare:begin -->` and
+/// `<!-- compare:end -->` in `doc` (appends the section when absent).
+pub fn splice(doc: &str, section: &str) -> String {
+    const B: &str = "<!-- compare:begin -->";
+    const E: &str = "<!-- compare:end -->";
+    match (doc.find(B), doc.find(E)) {
+        (Some(b), Some(e)) if b < e => {
+            format!("{}{B}\n{section}{}", &doc[..b], &doc[e..])
+        }
+        _ => format!("{doc}\n{B}\n{section}{E}\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(offered: u64, sent: f64, got: f64, cpus: [f64; 2], proc_pct: f64) -> Step {
+        Step {
+            offered,
+            gun: Gun {
+                sent_pps: sent,
+                answered_pps: got,
+                answered_pct: 100.0 * got / sent,
+            },
+            usage: Usage {
+                cpu_busy_pct: cpus.to_vec(),
+                proc_s: Some(proc_pct / 100.0),
+                proc_pct: Some(proc_pct),
+            },
+            engine_drops: BTreeMap::new(),
+            udp_overflows: 0,
+            secs: 2,
+        }
+    }
+
+    fn row(kind: Kind, steps: Vec<Step>) -> Row {
+        Row {
+            kind,
+            steps,
+            perf: None,
+            fixed: None,
+            latency: None,
+            mix: None,
+        }
+    }
+
+    #[test]
+    fn max_qps_takes_held_steps_only() {
+        let r = row(
+            Kind::Dnsdist,
+            vec![
+                step(50_000, 50_000.0, 50_000.0, [40.0, 50.0], 50.0),
+                step(100_000, 100_000.0, 70_000.0, [60.0, 100.0], 99.0),
+            ],
+        );
+        assert_eq!(r.max_qps(), 50_000.0);
+        assert!(
+            r.bottleneck().starts_with("balancer: its process at 99 %"),
+            "{}",
+            r.bottleneck()
+        );
+    }
+
+    #[test]
+    fn bottleneck_names_client_engine_drops_and_kernel() {
+        let short = row(
+            Kind::Xdp,
+            vec![step(400_000, 200_000.0, 200_000.0, [100.0, 30.0], 30.0)],
+        );
+        assert!(
+            short.bottleneck().starts_with("client"),
+            "{}",
+            short.bottleneck()
+        );
+        let held = row(
+            Kind::Xdp,
+            vec![step(50_000, 50_000.0, 50_000.0, [30.0, 30.0], 30.0)],
+        );
+        assert!(
+            held.bottleneck().starts_with("not reached"),
+            "{}",
+            held.bottleneck()
+        );
+
+        let mut s = step(200_000, 200_000.0, 150_000.0, [100.0, 60.0], 60.0);
+        s.engine_drops.insert("ring_full".into(), 90_000);
+        let drops = row(Kind::Xdp, vec![s.clone()]);
+        assert!(
+            drops.bottleneck().contains("ring_full 90000"),
+            "{}",
+            drops.bottleneck()
+        );
+        // The same loss without engine drops, CPU 0 saturated: the kernel.
+        s.engine_drops.clear();
+        let kernel = row(Kind::Xdp, vec![s.clone()]);
+        assert!(
+            kernel.bottleneck().starts_with("kernel on CPU 0"),
+            "{}",
+            kernel.bottleneck()
+        );
+        s.udp_overflows = 40_000;
+        let buffers = row(Kind::Dnsdist, vec![s]);
+        assert!(
+            buffers.bottleneck().contains("40000 datagrams overflowed"),
+            "{}",
+            buffers.bottleneck()
+        );
+        let quiet = row(
+            Kind::Direct,
+            vec![step(200_000, 200_000.0, 150_000.0, [50.0, 50.0], 0.0)],
+        );
+        assert!(
+            quiet.bottleneck().starts_with("kernel path"),
+            "{}",
+            quiet.bottleneck()
+        );
+        assert_eq!(row(Kind::Direct, vec![]).bottleneck(), "no sweep");
+    }
+
+    #[test]
+    fn targets_as_ratios() {
+        let mut x = row(
+            Kind::Xdp,
+            vec![step(400_000, 300_000.0, 300_000.0, [100.0, 40.0], 40.0)],
+        );
+        x.fixed = Some(Fixed {
+            us_per_query: Some(2.0),
+            ..Fixed::default()
+        });
+        x.latency = Some(Load {
+            p99_us: Some(130),
+            ..Load::default()
+        });
+        let mut d = row(
+            Kind::Dnsdist,
+            vec![step(100_000, 100_000.0, 60_000.0, [60.0, 100.0], 99.0)],
+        );
+        d.steps
+            .insert(0, step(50_000, 50_000.0, 50_000.0, [40.0, 60.0], 60.0));
+        d.fixed = Some(Fixed {
+            us_per_query: Some(12.0),
+            ..Fixed::default()
+        });
+        let mut direct = row(Kind::Direct, vec![]);
+        direct.latency = Some(Load {
+            p99_us: Some(100),
+            ..Load::default()
+        });
+        let r = Results {
+            date: "2026-11-22".into(),
+            command: "scripts/bench.sh".into(),
+            cpus: 2,
+            dnsdist_version: Some("1.7.3".into()),
+            backends: 2,
+            secs: 2,
+            perf_secs: 3,
+            lat_rate: 20_000,
+            mix_rate: 5_000,
+            mix: (20, 0.2),
+            rows: vec![direct, x, d],
+        };
+        let t = r.targets();
+        assert!(t.contains("| 6.00× | met |"), "{t}");
+        assert!(t.contains("| 1/6.00 | met |"), "{t}");
+        assert!(t.contains("+30 µs | met |"), "{t}");
+        let md = r.markdown();
+        assert!(md.contains("| dnsdist 1.7.3 | **50 000** |"), "{md}");
+        assert!(md.contains("scripts/bench.sh"));
+    }
+
+    #[test]
+    fn splice_replaces_between_markers_or_appends() {
+        let doc = "# B\n<!-- compare:begin -->\nold\n<!-- compare:end -->\ntail\n";
+        assert_eq!(
+            splice(doc, "new\n"),
+            "# B\n<!-- compare:begin -->\nnew\n<!-- compare:end -->\ntail\n"
+        );
+        let added = splice("# B\n", "new\n");
+        assert!(added.ends_with("<!-- compare:begin -->\nnew\n<!-- compare:end -->\n"));
+        assert_eq!(
+            splice(&added, "newer\n").matches("compare:begin").count(),
+            1
+        );
+    }
+}

@@ -1,0 +1,244 @@
+//! The load generators of a comparison, run in the client namespace pinned
+//! to CPU 0 (the balancers get CPU 1): kxdpgun (open loop, AF_XDP), dnsperf
+//! (closed loop, kernel sockets) and our own `dnsrail-bench load` (fixed
+//! rate, every answer matched, a latency histogram). Each run is bounded by
+//! its own duration and by `timeout`; the parsers read their text output.
+
+use anyhow::{bail, Context};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+
+/// One kxdpgun run: what it sent and what came back, per second.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Gun {
+    pub sent_pps: f64,
+    pub answered_pps: f64,
+    /// Answered / sent, percent (from the totals, not kxdpgun's rounded figure).
+    pub answered_pct: f64,
+}
+
+/// Parses kxdpgun's summary (`total queries: N (R pps)`,
+/// `total replies: N (R pps) (P%)`).
+pub fn parse_kxdpgun(out: &str) -> Option<Gun> {
+    let field = |prefix: &str| -> Option<(f64, f64)> {
+        let line = out.lines().find(|l| l.trim_start().starts_with(prefix))?;
+        let mut nums = line[line.find(':')? + 1..]
+            .split(|c: char| !c.is_ascii_digit() && c != '.')
+            .filter(|t| !t.is_empty())
+            .map(|t| t.parse::<f64>());
+        Some((nums.next()?.ok()?, nums.next()?.ok()?))
+    };
+    let (sent, sent_pps) = field("total queries:")?;
+    // No reply line at all means nothing came back.
+    let (got, got_pps) = field("total replies:").unwrap_or((0.0, 0.0));
+    Some(Gun {
+        sent_pps,
+        answered_pps: got_pps,
+        answered_pct: if sent > 0.0 { 100.0 * got / sent } else { 0.0 },
+    })
+}
+
+/// kxdpgun from namespace `ns` at `rate` qps for `secs` seconds, names from
+/// `names`; its threads start at CPU 0 (`-F 0`).
+pub fn kxdpgun(
+    ns: &str,
+    target: SocketAddr,
+    rate: u64,
+    secs: u64,
+    names: &Path,
+) -> anyhow::Result<Gun> {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "timeout",
+            &(secs + 20).to_string(),
+            "kxdpgun",
+        ])
+        .args(["-F", "0", "-t", &secs.to_string(), "-Q", &rate.to_string()])
+        .args(["-p", &target.port().to_string(), "-i"])
+        .arg(names)
+        .arg(target.ip().to_string())
+        .output()
+        .context("kxdpgun runs")?;
+    // kxdpgun leaves its XDP program on the client's interface.
+    let _ = Command::new("ip")
+        .args(["-n", ns, "link", "set", "dev", "eth0", "xdp", "off"])
+        .status();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    parse_kxdpgun(&text).with_context(|| format!("kxdpgun printed no summary:\n{text}"))
+}
+
+/// One dnsperf run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Perf {
+    pub qps: f64,
+    pub avg_latency_us: f64,
+    pub completed_pct: f64,
+}
+
+/// Parses dnsperf's statistics block.
+pub fn parse_dnsperf(out: &str) -> Option<Perf> {
+    let after = |key: &str| -> Option<f64> {
+        let l = out.lines().find(|l| l.trim_start().starts_with(key))?;
+        l[l.find(':')? + 1..]
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    let completed = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("Queries completed:"))?;
+    let pct = completed[completed.find('(')? + 1..completed.find('%')?]
+        .parse()
+        .ok()?;
+    Some(Perf {
+        qps: after("Queries per second:")?,
+        avg_latency_us: after("Average Latency (s):")? * 1e6,
+        completed_pct: pct,
+    })
+}
+
+/// dnsperf from namespace `ns`, closed loop: 4 clients, up to 500 queries
+/// outstanding, `secs` seconds, pinned to CPU 0.
+pub fn dnsperf(ns: &str, target: SocketAddr, secs: u64, names: &Path) -> anyhow::Result<Perf> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "timeout", &(secs + 20).to_string()])
+        .args([
+            "taskset",
+            "-c",
+            "0",
+            "dnsperf",
+            "-s",
+            &target.ip().to_string(),
+        ])
+        .args(["-p", &target.port().to_string(), "-l", &secs.to_string()])
+        .args(["-c", "4", "-T", "1", "-q", "500", "-d"])
+        .arg(names)
+        .output()
+        .context("dnsperf runs")?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    parse_dnsperf(&text).with_context(|| format!("dnsperf printed no statistics:\n{text}"))
+}
+
+/// One `dnsrail-bench load --json` run.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Load {
+    pub sent: u64,
+    pub answered: u64,
+    pub lost: u64,
+    #[serde(default)]
+    pub wrong_question: u64,
+    pub p50_us: Option<u64>,
+    pub p99_us: Option<u64>,
+    /// (bucket floor µs, answers), non-empty buckets only.
+    pub latency: Vec<(u64, u64)>,
+}
+
+/// Our load driver from namespace `ns` at `rate` qps for `queries` queries,
+/// pinned to CPU 0.
+pub fn load(
+    bench: &str,
+    ns: &str,
+    target: SocketAddr,
+    rate: u64,
+    queries: u64,
+) -> anyhow::Result<Load> {
+    let max = queries / rate.max(1) + 15;
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", ns, "taskset", "-c", "0", bench, "load", "--json",
+        ])
+        .args([
+            "--target",
+            &target.to_string(),
+            "--queries",
+            &queries.to_string(),
+        ])
+        .args([
+            "--rate",
+            &rate.to_string(),
+            "--max-duration",
+            &max.to_string(),
+        ])
+        .args(["--max-outstanding", "20000"])
+        .output()
+        .context("dnsrail-bench load runs")?;
+    if !out.status.success() {
+        bail!(
+            "dnsrail-bench load failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("dnsrail-bench load --json output")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KXDPGUN: &str = "using interface eth0, XDP threads 1, UDP, native mode
+thread#00: sent 300000, received 219836
+total queries:     300000 (100000 pps)
+total replies:     219836 (73278 pps) (73%)
+average DNS reply size: 29 B
+responded NOERROR:   219836
+duration: 3 s
+";
+
+    #[test]
+    fn kxdpgun_summary() {
+        let g = parse_kxdpgun(KXDPGUN).unwrap();
+        assert_eq!(g.sent_pps, 100000.0);
+        assert_eq!(g.answered_pps, 73278.0);
+        assert!((g.answered_pct - 73.2787).abs() < 1e-3, "{g:?}");
+    }
+
+    #[test]
+    fn kxdpgun_without_replies_is_zero_answered_and_garbage_is_none() {
+        let g = parse_kxdpgun("total queries:     3000 (1000 pps)\n").unwrap();
+        assert_eq!((g.answered_pps, g.answered_pct), (0.0, 0.0));
+        assert_eq!(parse_kxdpgun("failed to set up XDP\n"), None);
+        assert_eq!(parse_kxdpgun("total queries: lots\n"), None);
+    }
+
+    const DNSPERF: &str = "Statistics:
+
+  Queries sent:         175107
+  Queries completed:    174801 (99.83%)
+  Queries lost:         306 (0.17%)
+
+  Response codes:       NOERROR 174801 (100.00%)
+  Average packet size:  request 28, response 28
+  Run time (s):         3.006525
+  Queries per second:   58139.693451
+
+  Average Latency (s):  0.003175 (min 0.000020, max 0.008853)
+  Latency StdDev (s):   0.001694
+";
+
+    #[test]
+    fn dnsperf_statistics() {
+        let p = parse_dnsperf(DNSPERF).unwrap();
+        assert!((p.qps - 58139.693451).abs() < 1e-6);
+        assert!((p.avg_latency_us - 3175.0).abs() < 1e-6);
+        assert_eq!(p.completed_pct, 99.83);
+        assert_eq!(parse_dnsperf("Error: cannot reread input\n"), None);
+    }
+
+    #[test]
+    fn load_json_round_trips() {
+        let j = r#"{"sent":10,"answered":9,"lost":1,"unexpected":0,"wrong_question":0,"elapsed_s":1.0,"p50_us":100,"p99_us":null,"latency":[[96,9]]}"#;
+        let l: Load = serde_json::from_str(j).unwrap();
+        assert_eq!(
+            (l.sent, l.answered, l.p50_us, l.p99_us),
+            (10, 9, Some(100), None)
+        );
+        assert_eq!(l.latency, vec![(96, 9)]);
+    }
+}
