@@ -14,9 +14,12 @@ set -euo pipefail
 # python3-prometheus-client: the tests parse /metrics with the reference parser.
 # valgrind: scripts/instructions.sh (instructions per query, callgrind).
 # linux-perf: the profiling recipe in docs/benchmarks.md.
+# dnsdist: the comparison of `dnsrail-bench compare` (scripts/bench.sh).
+# fonts-dejavu-core: the font of the comparison's PNG plots.
+# chromium: the dashboard's end-to-end test (headless).
 PKGS=(dnsutils iproute2 pkg-config gcc libc6-dev clang llvm libbpf-dev m4 libelf-dev zlib1g-dev
       knot-dnsutils dnsperf iputils-ping netcat-openbsd ethtool python3-prometheus-client
-      valgrind linux-perf)
+      valgrind linux-perf dnsdist fonts-dejavu-core chromium)
 
 missing=()
 for p in "${PKGS[@]}"; do

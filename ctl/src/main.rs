@@ -2,6 +2,7 @@
 //! dnsrail.
 
 mod cli;
+mod dashboard;
 mod health;
 mod metrics;
 mod serve;

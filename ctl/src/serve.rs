@@ -385,6 +385,7 @@ fn router(ctl: Arc<Ctl>) -> Router {
         )
         .route("/api/rules/:name", axum::routing::delete(rules_del))
         .route("/metrics", get(metrics))
+        .merge(crate::dashboard::routes())
         .with_state(ctl)
 }
 
@@ -437,17 +438,30 @@ async fn status(State(ctl): State<Arc<Ctl>>) -> Response {
     .into_response()
 }
 
-async fn stats(State(ctl): State<Arc<Ctl>>) -> Response {
+#[derive(serde::Deserialize)]
+struct StatsQuery {
+    /// Keep only the N most-hit rules (the dashboard asks for a few; a
+    /// 100 000-rule set would otherwise be sent every second).
+    top_rules: Option<usize>,
+}
+
+async fn stats(State(ctl): State<Arc<Ctl>>, Query(q): Query<StatsQuery>) -> Response {
     let link = ctl.link.clone();
     match blocking(move || link.stats()).await {
-        Ok(r) => Json(r).into_response(),
+        Ok(mut r) => {
+            if let Some(n) = q.top_rules {
+                r.rules.sort_by_key(|r| std::cmp::Reverse(r.1));
+                r.rules.truncate(n);
+            }
+            Json(r).into_response()
+        }
         Err(e) => err(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
     }
 }
 
 async fn backends(State(ctl): State<Arc<Ctl>>) -> Response {
     let link = ctl.link.clone();
-    let report = blocking(move || link.stats()).await;
+    let report = blocking(move || link.summary()).await;
     let d = ctl.link.desired.lock().unwrap();
     let mut out = Vec::new();
     for b in ctl.config.read().unwrap().backends.iter() {

@@ -85,6 +85,13 @@ impl EngineLink {
             .ok_or_else(|| anyhow::anyhow!("engine: {}", r.error.unwrap_or_default()))
     }
 
+    /// The report without rule hits (cheap at any rule count).
+    pub fn summary(&self) -> anyhow::Result<Report> {
+        let r = self.call(&Request::Summary)?;
+        r.stats
+            .ok_or_else(|| anyhow::anyhow!("engine: {}", r.error.unwrap_or_default()))
+    }
+
     /// Sends one backend's desired state.
     pub fn push_backend(&self, name: &str) -> anyhow::Result<()> {
         let req = {

@@ -775,3 +775,133 @@ fn truncate_rule_sends_dig_to_tcp_where_it_gets_its_answer() {
     let out = h.dig(&["+notcp", "+ignore", "www.tc.example", "A"]);
     assert!(out.contains(" tc") && out.contains("ANSWER: 0"), "{out}");
 }
+
+/// Headless Chromium (Debian's `chromium`, installed by scripts/setup.sh),
+/// as root: no sandbox, no GPU, and none of the background connections this
+/// offline machine would refuse. Bounded by `timeout`.
+fn chromium(args: &[&str], profile: &std::path::Path) -> std::process::Output {
+    Command::new("timeout")
+        .args([
+            "60",
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+        ])
+        .args([
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .expect("chromium is installed by scripts/setup.sh")
+}
+
+/// The number in `data-NAME="…"` of the element with `id="ID"` in a DOM dump.
+fn data_attr(dom: &str, id: &str, name: &str) -> Option<f64> {
+    let at = dom.find(&format!("id=\"{id}\""))?;
+    let tag_start = dom[..at].rfind('<')?;
+    let tag = &dom[tag_start..tag_start + dom[tag_start..].find('>')?];
+    let key = format!("data-{name}=\"");
+    let v = &tag[tag.find(&key)? + key.len()..];
+    v[..v.find('"')?].parse().ok()
+}
+
+#[test]
+fn dashboard_in_headless_chromium_shows_live_traffic_and_saves_a_screenshot() {
+    let mut h = H::new(10, &[("a", Some(&[])), ("b", Some(&[]))], FAST_HEALTH);
+    h.start_ctl();
+    let rule = "[[rule]]\nname = \"nx-refused\"\nmatch = { suffix = \"nx.example\" }\naction = \"refused\"\n";
+    let (code, body) = h.http_body("POST", "/api/rules", Some(&h.token()), rule);
+    assert_eq!(code, 200, "{body}");
+
+    // The page's own files: embedded, typed, same-origin only.
+    let (code, page) = h.http("GET", "/dashboard/", None);
+    assert_eq!(code, 200);
+    assert!(page.contains("chart-qps") && page.contains("/dashboard/app.js"));
+    assert_eq!(h.http("GET", "/dashboard/app.js", None).0, 200);
+    assert_eq!(h.http("GET", "/dashboard/nope.js", None).0, 404);
+
+    // A bounded load for the whole time the browser looks (2 000 qps, 30 s at most).
+    let vip = h.vip();
+    let load = std::thread::spawn(move || {
+        let mut spec = LoadSpec::new(vip, 40_000);
+        spec.rate = 2_000;
+        spec.max_duration = Duration::from_secs(30);
+        load::run(&spec).unwrap()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+
+    let url = format!("http://{}/dashboard/", h.api_addr());
+    let profile = h.dir.join("chromium-profile");
+    // Virtual time runs the page's 1 s timer several times; fetches hold it
+    // until they are answered.
+    let out = chromium(
+        &["--virtual-time-budget=6000", "--dump-dom", &url],
+        &profile,
+    );
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && dom.contains("chart-qps"),
+        "chromium failed: {}\n{dom}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let qin = data_attr(&dom, "qps-in", "value");
+    let qout = data_attr(&dom, "qps-out", "value");
+    let points = data_attr(&dom, "chart-qps", "points");
+    let lat = data_attr(&dom, "chart-latency", "total");
+    assert!(
+        qin.is_some_and(|v| v > 0.0) && qout.is_some_and(|v| v > 0.0),
+        "no live rates: in {qin:?} out {qout:?}\n{dom}"
+    );
+    assert!(
+        points.is_some_and(|v| v >= 2.0),
+        "qps chart points {points:?}"
+    );
+    assert!(
+        lat.is_some_and(|v| v > 0.0),
+        "latency histogram empty: {lat:?}"
+    );
+    assert!(
+        dom.contains("engine socket"),
+        "engine status missing\n{dom}"
+    );
+    // Both backends listed as up with their share; the rule in the top list.
+    let tbody = &dom[dom.find("id=\"backends\"").unwrap()..];
+    assert!(
+        tbody.matches("class=\"up\"").count() >= 2,
+        "backends not shown up\n{tbody}"
+    );
+    let rules = &dom[dom.find("id=\"rules\"").unwrap()..];
+    assert!(rules.contains("nx-refused"), "top rules\n{rules}");
+    assert!(!dom.contains("cannot reach the API"), "{dom}");
+
+    // The screenshot, kept beside the test's build output for a look.
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    let arg = format!("--screenshot={}", shot.display());
+    let out = chromium(
+        &[
+            "--virtual-time-budget=6000",
+            "--window-size=1400,1000",
+            &arg,
+            &url,
+        ],
+        &profile,
+    );
+    let png = std::fs::read(&shot).unwrap_or_default();
+    assert!(
+        out.status.success() && png.len() > 10_000 && png.starts_with(b"\x89PNG"),
+        "no screenshot ({} bytes): {}",
+        png.len(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("dashboard screenshot: {}", shot.display());
+    let r = load.join().unwrap();
+    assert_eq!(r.lost, 0, "{}", r.summary());
+}

@@ -169,7 +169,8 @@ pub struct Report {
     pub backends: Vec<BackendReport>,
     /// Upper bound (µs, exclusive) of each latency bucket.
     pub latency_bounds_us: Vec<u64>,
-    /// Rule name → hits (rules of the running set, in order).
+    /// Rule name → hits: the runtime rules, then the file's, in the order
+    /// they are tried.
     pub rules: Vec<(String, u64)>,
     /// AF_XDP: what the XDP program did.
     pub xdp: Option<XdpReport>,
@@ -295,8 +296,12 @@ pub fn report(e: &Engine, started: Instant, with_rules: bool) -> Report {
         frontends,
         backends,
         latency_bounds_us: (1..=HIST_BUCKETS).map(bucket_floor).collect(),
+        // Runtime rules first, then the file's: the order they are tried in.
         rules: if with_rules {
-            snap.rules.hit_counts()
+            e.rules_list()
+                .into_iter()
+                .map(|(name, _, hits)| (name, hits))
+                .collect()
         } else {
             Vec::new()
         },

@@ -569,15 +569,6 @@ impl RuleSet {
             .sum()
     }
 
-    /// (name, hits) of every rule, in order (for the control process). At
-    /// 100 000 rules this is a 100 000-entry list: callers ask for it at the
-    /// pace of a metrics scrape, not per query.
-    pub fn hit_counts(&self) -> Vec<(String, u64)> {
-        (0..self.rules.len())
-            .map(|i| (self.name(i).to_string(), self.hits(i)))
-            .collect()
-    }
-
     /// The first rule matching `q`, counted as a hit of `worker`.
     #[inline(always)]
     pub fn first_match(&self, q: &Query<'_>, s: &mut Scratch, worker: usize) -> Option<&Action> {

@@ -1,0 +1,110 @@
+//! `dnsrail-bench compare` end to end, in a short configuration: every
+//! contender is started on the namespace topology, measured with each tool,
+//! stopped, and the results turn into the markdown section and three PNGs.
+//! Figures are not judged here (a shared machine); that each measurement
+//! happened and carried traffic is.
+
+use dnsrail_bench::compare::{self, contender::Bins, contender::Kind};
+use std::path::PathBuf;
+
+fn target_bin(name: &str) -> String {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(bin.exists(), "{} missing", bin.display());
+    bin.display().to_string()
+}
+
+#[test]
+fn short_comparison_measures_every_contender_and_writes_table_and_plots() {
+    if !dnsrail_bench::netns::is_root() {
+        eprintln!("SKIPPED: compare needs root (namespaces, XDP)");
+        return;
+    }
+    let spec = compare::Spec {
+        prefix: "drq".into(),
+        backends: 2,
+        contenders: Kind::ALL.to_vec(),
+        rates: vec![10_000],
+        secs: 1,
+        cpu_rate: 10_000,
+        cpu_secs: 1,
+        perf_secs: 1,
+        lat_rate: 2_000,
+        lat_queries: 2_000,
+        mix_rate: 1_000,
+        mix_queries: 1_000,
+        mix_delay_ms: 20,
+        mix_fraction: 0.2,
+        bins: Bins {
+            engine: target_bin("dnsrail"),
+            bench: env!("CARGO_BIN_EXE_dnsrail-bench").into(),
+            dnsdist: "dnsdist".into(),
+        },
+        command: "cargo test --test compare".into(),
+    };
+    let r = compare::run(&spec).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(r.rows.len(), 5);
+    assert!(r
+        .dnsdist_version
+        .as_deref()
+        .is_some_and(|v| v.starts_with('1')));
+    for row in &r.rows {
+        let what = row.kind.label();
+        let step = &row.steps[0];
+        assert!(
+            step.gun.answered_pps > 0.0,
+            "{what}: sweep answered nothing"
+        );
+        assert!(row.perf.is_some_and(|p| p.qps > 0.0), "{what}: dnsperf");
+        let lat = row.latency.as_ref().unwrap();
+        assert!(lat.answered > 0 && lat.p50_us.is_some(), "{what}: {lat:?}");
+        assert_eq!(lat.wrong_question, 0, "{what}: wrong answers");
+        let mix = row.mix.as_ref().unwrap();
+        // The mix: about a fifth of the answers wait 20 ms.
+        let slow: u64 = mix
+            .latency
+            .iter()
+            .filter(|b| b.0 >= 15_000)
+            .map(|b| b.1)
+            .sum();
+        assert!(
+            mix.answered > 0 && slow * 10 > mix.answered && slow * 2 < mix.answered,
+            "{what}: no latency mix: {mix:?}"
+        );
+        match row.kind {
+            Kind::Direct => assert!(row.fixed.is_none()),
+            _ => {
+                let f = row.fixed.as_ref().unwrap();
+                assert!(f.us_per_query.is_some_and(|v| v > 0.0), "{what}: {f:?}");
+                // The sweep read the balancer's CPU and, for dnsrail, its report.
+                assert!(step.usage.proc_pct.is_some(), "{what}: {step:?}");
+            }
+        }
+    }
+
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("compare");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let doc = dir.join("benchmarks.md");
+    std::fs::write(&doc, "# Benchmarks\n\nkept\n").unwrap();
+    let md = compare::write(&r, &dir, Some(&doc)).unwrap();
+    for k in Kind::ALL {
+        assert!(md.contains(k.label()), "{md}");
+    }
+    assert!(md.contains("AF_XDP max qps ≥ 4× dnsdist's"), "{md}");
+    let text = std::fs::read_to_string(&doc).unwrap();
+    assert!(text.starts_with("# Benchmarks\n\nkept\n") && text.contains("<!-- compare:end -->"));
+    for png in [
+        "answered_vs_offered.png",
+        "latency_histogram.png",
+        "cpu_per_query.png",
+    ] {
+        let b = std::fs::read(dir.join(png)).unwrap();
+        assert!(b.starts_with(b"\x89PNG") && b.len() > 5_000, "{png}");
+    }
+    // The results file reads back into the same table (floats may differ
+    // in their last digit, the rounded figures not).
+    let back: compare::report::Results =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    assert_eq!(back.markdown(), md);
+}
