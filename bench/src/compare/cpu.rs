@@ -13,19 +13,19 @@ fn clk_tck() -> f64 {
     }
 }
 
-/// utime + stime of `pid` in seconds, from `/proc/PID/stat`.
-pub fn process_seconds(pid: u32) -> Option<f64> {
+/// (user, system) CPU seconds of `pid`, from `/proc/PID/stat`.
+pub fn process_seconds(pid: u32) -> Option<(f64, f64)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat_ticks(&s).map(|t| t as f64 / clk_tck())
+    parse_stat_ticks(&s).map(|(u, k)| (u as f64 / clk_tck(), k as f64 / clk_tck()))
 }
 
-/// utime + stime (fields 14 and 15) of a `/proc/PID/stat` line; the command
-/// name in parentheses may itself hold spaces and parentheses.
-pub fn parse_stat_ticks(line: &str) -> Option<u64> {
+/// (utime, stime) (fields 14 and 15) of a `/proc/PID/stat` line; the
+/// command name in parentheses may itself hold spaces and parentheses.
+pub fn parse_stat_ticks(line: &str) -> Option<(u64, u64)> {
     let rest = &line[line.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     // `rest` starts at field 3 (state).
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    Some((f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?))
 }
 
 /// Busy and total ticks per CPU (`cpuN` lines of /proc/stat; busy excludes
@@ -50,7 +50,7 @@ pub fn parse_proc_stat(text: &str) -> Vec<(u64, u64)> {
 pub struct Sample {
     at: Instant,
     cpus: Vec<(u64, u64)>,
-    proc_s: Option<f64>,
+    proc_s: Option<(f64, f64)>,
     pid: Option<u32>,
 }
 
@@ -61,6 +61,10 @@ pub struct Usage {
     pub cpu_busy_pct: Vec<f64>,
     /// The process's CPU seconds and percent of one core.
     pub proc_s: Option<f64>,
+    /// The part of `proc_s` spent in user space (the rest is the kernel's,
+    /// in the process's system calls).
+    #[serde(default)]
+    pub proc_user_s: Option<f64>,
     pub proc_pct: Option<f64>,
 }
 
@@ -75,11 +79,21 @@ impl Sample {
     }
 
     pub fn usage(&self) -> Usage {
+        self.usage_during(None)
+    }
+
+    /// As [`Sample::usage`], with percentages over `active_s` seconds
+    /// instead of the wall-clock interval: a load generator that runs for
+    /// 3 s inside a 5 s process lifetime (its set-up) would otherwise show
+    /// a saturated CPU as 60 % busy. Capped at 100 %.
+    pub fn usage_during(&self, active_s: Option<f64>) -> Usage {
         let end = Sample::now(self.pid);
-        let wall = self.at.elapsed().as_secs_f64().max(1e-6);
-        let proc_s = match (self.proc_s, end.proc_s) {
-            (Some(a), Some(b)) => Some(b - a),
-            _ => None,
+        let elapsed = self.at.elapsed().as_secs_f64().max(1e-6);
+        let wall = active_s.map_or(elapsed, |a| a.clamp(1e-6, elapsed));
+        let scale = elapsed / wall;
+        let (proc_s, proc_user_s) = match (self.proc_s, end.proc_s) {
+            (Some(a), Some(b)) => (Some(b.0 + b.1 - a.0 - a.1), Some(b.0 - a.0)),
+            _ => (None, None),
         };
         Usage {
             cpu_busy_pct: self
@@ -88,11 +102,13 @@ impl Sample {
                 .zip(&end.cpus)
                 .map(|(a, b)| {
                     let t = b.1.saturating_sub(a.1).max(1) as f64;
-                    100.0 * b.0.saturating_sub(a.0) as f64 / t
+                    (100.0 * scale * b.0.saturating_sub(a.0) as f64 / t).min(100.0)
                 })
                 .collect(),
             proc_s,
-            proc_pct: proc_s.map(|s| 100.0 * s / wall),
+            proc_user_s,
+            // At most every CPU (the scaled figure can overshoot).
+            proc_pct: proc_s.map(|s| (100.0 * s / wall).min(100.0 * self.cpus.len().max(1) as f64)),
         }
     }
 }
@@ -141,7 +157,7 @@ mod tests {
     fn stat_line_with_awkward_name() {
         let l =
             "4242 (dns (x) rail) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 1000 0 0";
-        assert_eq!(parse_stat_ticks(l), Some(325));
+        assert_eq!(parse_stat_ticks(l), Some((250, 75)));
         assert_eq!(parse_stat_ticks("garbage"), None);
         assert_eq!(parse_stat_ticks("1 (x) S 1 2"), None);
     }
