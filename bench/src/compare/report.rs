@@ -83,9 +83,9 @@ impl Row {
     /// * the generator sent < 95 % of the offered rate → client;
     /// * the engine counted drops for > 0.5 % of what was sent → balancer
     ///   (with the main reason);
+    /// * the balancer's process used ≥ 90 % of its core → balancer;
     /// * the kernel dropped > 0.5 % at the balancer's full UDP socket
     ///   buffers → balancer (it did not read in time);
-    /// * the balancer's process used ≥ 90 % of its core → balancer;
     /// * CPU 0 (generator, switch, backends' XDP) ≥ 95 % busy → kernel on CPU 0;
     /// * else the loss happened where nothing was saturated: kernel path.
     pub fn bottleneck(&self) -> String {
@@ -123,18 +123,27 @@ impl Row {
                 .expect("non-empty");
             return format!("balancer: the engine dropped {dropped} ({why} {n}) ({ctx})");
         }
-        if self.kind.is_balancer() && s.udp_overflows as f64 > 0.005 * sent {
-            return format!(
-                "balancer: {} datagrams overflowed its UDP socket buffers ({ctx})",
-                s.udp_overflows
-            );
-        }
+        let overflowed = self.kind.is_balancer() && s.udp_overflows as f64 > 0.005 * sent;
         if let Some(p) = s
             .usage
             .proc_pct
             .filter(|p| self.kind.is_balancer() && *p >= 90.0)
         {
-            return format!("balancer: its process at {p:.0} % of its core ({ctx})");
+            let over = if overflowed {
+                format!(
+                    ", {} datagrams overflowed its UDP socket buffers",
+                    s.udp_overflows
+                )
+            } else {
+                String::new()
+            };
+            return format!("balancer: its process at {p:.0} % of its core{over} ({ctx})");
+        }
+        if overflowed {
+            return format!(
+                "balancer: {} datagrams overflowed its UDP socket buffers ({ctx})",
+                s.udp_overflows
+            );
         }
         if short {
             return format!(
