@@ -182,25 +182,14 @@ fn measure(
     let target = kind.target(53);
     let r = Running::start(topo, kind, &spec.bins, work, spec.backends, 53)?;
 
-    // Latency without RPS: each frame is carried through the switch by
-    // the CPU that sent it, as a NIC would carry it, instead of being handed
-    // to CPU 0 with an inter-processor interrupt per hop (tens of µs each on
-    // this VM). CPU is measured with RPS, so that the switch's work is not
-    // billed to the balancer.
-    topo.set_rps("0")?;
-    let latency = tools::load(
-        &spec.bins.bench,
-        &cli,
+    let latency = latency_run(
+        spec,
+        topo,
         target,
         spec.lat_rate,
         spec.lat_queries,
-    );
-    topo.set_rps("1")?;
-    let latency = latency?;
-    log(format!(
-        "  latency at {} qps: {}/{} answered, p50 {:?} p99 {:?} µs",
-        spec.lat_rate, latency.answered, latency.sent, latency.p50_us, latency.p99_us
-    ));
+        "latency",
+    )?;
 
     let fixed = if kind.is_balancer() {
         let s = Sample::now(r.pid);
@@ -263,20 +252,14 @@ fn measure(
 
     let mix_target = kind.target(MIX_PORT);
     let r = Running::start(topo, kind, &spec.bins, work, spec.backends, MIX_PORT)?;
-    topo.set_rps("0")?;
-    let mix = tools::load(
-        &spec.bins.bench,
-        &cli,
+    let mix = latency_run(
+        spec,
+        topo,
         mix_target,
         spec.mix_rate,
         spec.mix_queries,
-    );
-    topo.set_rps("1")?;
-    let mix = mix?;
-    log(format!(
-        "  latency mix: {}/{} answered, p50 {:?} p99 {:?} µs",
-        mix.answered, mix.sent, mix.p50_us, mix.p99_us
-    ));
+        "latency mix",
+    )?;
     r.stop(topo)?;
     Ok(Row {
         kind,
@@ -286,6 +269,31 @@ fn measure(
         latency: Some(latency),
         mix: Some(mix),
     })
+}
+
+/// Our load driver from the client namespace at a fixed rate. Without RPS:
+/// each frame is carried through the switch by the CPU that sent it, as a
+/// NIC would carry it, instead of being handed to CPU 0 with an
+/// inter-processor interrupt per hop (tens of µs each on this VM). CPU is
+/// measured with RPS, so that the switch's work is not billed to the
+/// balancer.
+fn latency_run(
+    spec: &Spec,
+    topo: &Topo,
+    target: std::net::SocketAddr,
+    rate: u64,
+    queries: u64,
+    what: &str,
+) -> anyhow::Result<tools::Load> {
+    topo.set_rps("0")?;
+    let l = tools::load(&spec.bins.bench, &topo.ns("cli"), target, rate, queries);
+    topo.set_rps("1")?;
+    let l = l?;
+    log(format!(
+        "  {what} at {rate} qps: {}/{} answered, p50 {:?} p99 {:?} µs",
+        l.answered, l.sent, l.p50_us, l.p99_us
+    ));
+    Ok(l)
 }
 
 fn which(tool: &str) -> anyhow::Result<()> {

@@ -65,6 +65,19 @@ pub fn all(r: &Results, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(vec![a, l, c])
 }
 
+fn legend<'a, X: Ranged, Y: Ranged>(
+    ch: &mut ChartContext<'a, BitMapBackend<'a>, Cartesian2d<X, Y>>,
+    at: SeriesLabelPosition,
+) -> Res<()> {
+    ch.configure_series_labels()
+        .position(at)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()?;
+    Ok(())
+}
+
 fn answered_vs_offered(r: &Results, path: &Path) -> Res<()> {
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -106,12 +119,7 @@ fn answered_vs_offered(r: &Results, path: &Path) -> Res<()> {
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], c.stroke_width(2)));
         ch.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, c.filled())))?;
     }
-    ch.configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()?;
+    legend(&mut ch, SeriesLabelPosition::UpperLeft)?;
     root.present()?;
     Ok(())
 }
@@ -158,12 +166,7 @@ fn latency_histogram(r: &Results, path: &Path) -> Res<()> {
             .label(name(r, k))
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], c.stroke_width(2)));
     }
-    ch.configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()?;
+    legend(&mut ch, SeriesLabelPosition::UpperRight)?;
     root.present()?;
     Ok(())
 }
