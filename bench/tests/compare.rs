@@ -71,6 +71,11 @@ fn short_comparison_measures_every_contender_and_writes_table_and_plots() {
             mix.answered > 0 && slow * 10 > mix.answered && slow * 2 < mix.answered,
             "{what}: no latency mix: {mix:?}"
         );
+        // The synthetic backend answers NXDOMAIN under nx.example: 1 name in 7.
+        assert!(
+            mix.nxdomain * 10 > mix.answered && mix.nxdomain * 5 < mix.answered,
+            "{what}: NXDOMAIN share {mix:?}"
+        );
         match row.kind {
             Kind::Direct => assert!(row.fixed.is_none()),
             _ => {

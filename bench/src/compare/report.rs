@@ -276,15 +276,18 @@ impl Results {
             self.mix.0,
             num(self.mix_rate as f64)
         );
-        m.push_str("| contender | answered / sent | p50 | p99 |\n|---|---|---|---|\n");
+        m.push_str(
+            "| contender | answered / sent | NXDOMAIN | p50 | p99 |\n|---|---|---|---|---|\n",
+        );
         for r in &self.rows {
             if let Some(l) = &r.mix {
                 let _ = writeln!(
                     m,
-                    "| {} | {} / {} | {} µs | {} µs |",
+                    "| {} | {} / {} | {} | {} µs | {} µs |",
                     self.label(r.kind),
                     num(l.answered as f64),
                     num(l.sent as f64),
+                    num(l.nxdomain as f64),
                     opt(l.p50_us, |v| num(v as f64)),
                     opt(l.p99_us, |v| num(v as f64))
                 );

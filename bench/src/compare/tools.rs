@@ -134,6 +134,13 @@ pub struct Load {
     pub lost: u64,
     #[serde(default)]
     pub wrong_question: u64,
+    /// Answers by RCODE (NOERROR, NXDOMAIN, SERVFAIL).
+    #[serde(default)]
+    pub noerror: u64,
+    #[serde(default)]
+    pub nxdomain: u64,
+    #[serde(default)]
+    pub servfail: u64,
     pub p50_us: Option<u64>,
     pub p99_us: Option<u64>,
     /// (bucket floor µs, answers), non-empty buckets only.
@@ -233,8 +240,9 @@ duration: 3 s
 
     #[test]
     fn load_json_round_trips() {
-        let j = r#"{"sent":10,"answered":9,"lost":1,"unexpected":0,"wrong_question":0,"elapsed_s":1.0,"p50_us":100,"p99_us":null,"latency":[[96,9]]}"#;
+        let j = r#"{"sent":10,"answered":9,"lost":1,"unexpected":0,"wrong_question":0,"noerror":7,"nxdomain":2,"servfail":0,"elapsed_s":1.0,"p50_us":100,"p99_us":null,"latency":[[96,9]]}"#;
         let l: Load = serde_json::from_str(j).unwrap();
+        assert_eq!((l.noerror, l.nxdomain), (7, 2));
         assert_eq!(
             (l.sent, l.answered, l.p50_us, l.p99_us),
             (10, 9, Some(100), None)
