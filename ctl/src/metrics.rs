@@ -300,11 +300,13 @@ pub fn render(r: Option<&Report>, v: &CtlView<'_>) -> String {
         "counter",
         "Queries decided by each rule.",
     );
-    for (name, hits) in &r.rules {
+    for rule in &r.rules {
         let _ = writeln!(
             o,
-            "dnsrail_rule_hits_total{{rule=\"{}\"}} {hits}",
-            esc(name)
+            "dnsrail_rule_hits_total{{rule=\"{}\",source=\"{}\"}} {}",
+            esc(&rule.name),
+            esc(&rule.source),
+            rule.hits
         );
     }
     if let Some(d) = &r.dynblock {
@@ -347,4 +349,45 @@ pub fn render(r: Option<&Report>, v: &CtlView<'_>) -> String {
         let _ = writeln!(o, "dnsrail_xdp_passed_total {}", x.passed);
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dnsrail_engine::control::RuleInfo;
+
+    #[test]
+    fn a_runtime_rule_named_like_a_file_rule_is_its_own_series() {
+        let rule = |source: &str, hits| RuleInfo {
+            name: "block\"x".into(),
+            source: source.into(),
+            hits,
+        };
+        let r = Report {
+            rules: vec![rule("runtime", 3), rule("file", 5)],
+            ..Report::default()
+        };
+        let empty = HashMap::new();
+        let (passive, checks) = (HashMap::new(), HashMap::new());
+        let tcp = crate::tcp::TcpCounters::default();
+        let text = render(
+            Some(&r),
+            &CtlView {
+                engine_up: true,
+                engine_restarts: 0,
+                health: &empty,
+                passive: &passive,
+                health_checks: &checks,
+                tcp: &tcp,
+            },
+        );
+        assert!(
+            text.contains("dnsrail_rule_hits_total{rule=\"block\\\"x\",source=\"runtime\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dnsrail_rule_hits_total{rule=\"block\\\"x\",source=\"file\"} 5\n"),
+            "{text}"
+        );
+    }
 }

@@ -450,7 +450,7 @@ async fn stats(State(ctl): State<Arc<Ctl>>, Query(q): Query<StatsQuery>) -> Resp
     match blocking(move || link.stats()).await {
         Ok(mut r) => {
             if let Some(n) = q.top_rules {
-                r.rules.sort_by_key(|r| std::cmp::Reverse(r.1));
+                r.rules.sort_by_key(|r| std::cmp::Reverse(r.hits));
                 r.rules.truncate(n);
             }
             Json(r).into_response()

@@ -23,7 +23,10 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::stats::{bucket_floor, DropReason, HIST_BUCKETS};
 
-pub const PROTOCOL: u32 = 1;
+/// Raised when a message changes shape (2: `Report::rules` carries each
+/// rule's source), so that a ctl and an engine of different builds refuse
+/// each other at hello instead of failing on every report.
+pub const PROTOCOL: u32 = 2;
 
 /// Longest request line accepted (a runtime rule set is the longest).
 const MAX_LINE: usize = 16 << 20;
@@ -169,9 +172,10 @@ pub struct Report {
     pub backends: Vec<BackendReport>,
     /// Upper bound (µs, exclusive) of each latency bucket.
     pub latency_bounds_us: Vec<u64>,
-    /// Rule name → hits: the runtime rules, then the file's, in the order
-    /// they are tried.
-    pub rules: Vec<(String, u64)>,
+    /// Every rule with its source and hits: the runtime rules, then the
+    /// file's, in the order they are tried (a runtime rule may share a
+    /// file rule's name; the source tells them apart).
+    pub rules: Vec<RuleInfo>,
     /// AF_XDP: what the XDP program did.
     pub xdp: Option<XdpReport>,
     /// `[dynblock]`, when configured.
@@ -216,6 +220,18 @@ const RCODES: [&str; 16] = [
 ];
 
 /// Builds the report of a running engine.
+/// Every rule with its source and hits, in match order.
+fn rule_infos(e: &Engine) -> Vec<RuleInfo> {
+    e.rules_list()
+        .into_iter()
+        .map(|(name, source, hits)| RuleInfo {
+            name,
+            source: source.to_string(),
+            hits,
+        })
+        .collect()
+}
+
 pub fn report(e: &Engine, started: Instant, with_rules: bool) -> Report {
     let snap = e.snapshot();
     let stats = e.worker_stats();
@@ -296,12 +312,8 @@ pub fn report(e: &Engine, started: Instant, with_rules: bool) -> Report {
         frontends,
         backends,
         latency_bounds_us: (1..=HIST_BUCKETS).map(bucket_floor).collect(),
-        // Runtime rules first, then the file's: the order they are tried in.
         rules: if with_rules {
-            e.rules_list()
-                .into_iter()
-                .map(|(name, _, hits)| (name, hits))
-                .collect()
+            rule_infos(e)
         } else {
             Vec::new()
         },
@@ -373,16 +385,7 @@ pub fn handle(e: &Engine, req: Request, config_path: &str, started: Instant) -> 
             Response::ok()
         }
         Request::RulesList => Response {
-            rules: Some(
-                e.rules_list()
-                    .into_iter()
-                    .map(|(name, source, hits)| RuleInfo {
-                        name,
-                        source: source.to_string(),
-                        hits,
-                    })
-                    .collect(),
-            ),
+            rules: Some(rule_infos(e)),
             ..Response::ok()
         },
         Request::RulesAdd { text, replace } => {

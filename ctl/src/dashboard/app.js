@@ -151,9 +151,15 @@ function backendRows(backends, prev, report, dt) {
 function ruleRows(report, prevReport, dt) {
   const tbody = document.querySelector("#rules tbody");
   tbody.textContent = "";
-  const before = new Map(prevReport ? prevReport.rules : []);
+  // A runtime rule may share a file rule's name: key by both.
+  const key = r => r.source + "/" + r.name;
+  const before = new Map((prevReport ? prevReport.rules : []).map(r => [key(r), r.hits]));
   const rows = report.rules
-    .map(([name, hits]) => ({ name, hits, rate: before.has(name) && dt > 0 ? (hits - before.get(name)) / dt : null }))
+    .map(r => ({
+      name: r.source === "runtime" ? r.name + " (runtime)" : r.name,
+      hits: r.hits,
+      rate: before.has(key(r)) && dt > 0 ? (r.hits - before.get(key(r))) / dt : null,
+    }))
     .filter(r => r.hits > 0)
     .sort((a, b) => (b.rate || 0) - (a.rate || 0) || b.hits - a.hits)
     .slice(0, 10);
