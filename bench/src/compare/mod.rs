@@ -129,11 +129,10 @@ pub fn run(spec: &Spec) -> anyhow::Result<Results> {
     let mut topo = Topo::up(&spec.prefix, spec.backends, 1, Some("1"))?;
     let bound = 1800; // backends stop by themselves after 30 min at the latest
     for i in 1..=spec.backends {
-        let ns_bin = spec.bins.bench.clone();
         let d = bound.to_string();
         topo.spawn_logged(
             &format!("be{i}"),
-            &ns_bin,
+            &spec.bins.bench,
             &["xdp-backend", "--interface", "eth0", "--duration", &d],
             Some(&work.join(format!("xdp-backend{i}.log"))),
         )?;
@@ -194,7 +193,7 @@ fn measure(
     let fixed = if kind.is_balancer() {
         let s = Sample::now(r.pid);
         let gun = tools::kxdpgun(&cli, target, spec.cpu_rate, spec.cpu_secs, names)?;
-        let usage = s.usage();
+        let usage = s.usage_during(Some(spec.cpu_secs as f64));
         let answered = gun.answered_pps * spec.cpu_secs as f64;
         let per = |s: Option<f64>| s.filter(|_| answered > 0.0).map(|p| p * 1e6 / answered);
         let us = per(usage.proc_s);

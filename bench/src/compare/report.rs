@@ -242,11 +242,13 @@ impl Results {
                         f.gun.answered_pct
                     );
                 }
+                // Share of one core over the seconds kxdpgun sent.
+                let share = f.usage.proc_s.map(|s| 100.0 * s / f.secs.max(1) as f64);
                 format!(
                     "{} (user {}; {} of a core; {:.1} % answered)",
                     opt(f.us_per_query, |v| format!("**{v:.2}**")),
                     opt(f.user_us_per_query, |v| format!("{v:.2}")),
-                    opt(f.usage.proc_pct, |p| format!("{p:.0} %")),
+                    opt(share, |p| format!("{p:.0} %")),
                     f.gun.answered_pct
                 )
             });
