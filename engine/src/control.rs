@@ -220,18 +220,6 @@ const RCODES: [&str; 16] = [
 ];
 
 /// Builds the report of a running engine.
-/// Every rule with its source and hits, in match order.
-fn rule_infos(e: &Engine) -> Vec<RuleInfo> {
-    e.rules_list()
-        .into_iter()
-        .map(|(name, source, hits)| RuleInfo {
-            name,
-            source: source.to_string(),
-            hits,
-        })
-        .collect()
-}
-
 pub fn report(e: &Engine, started: Instant, with_rules: bool) -> Report {
     let snap = e.snapshot();
     let stats = e.worker_stats();
@@ -313,7 +301,7 @@ pub fn report(e: &Engine, started: Instant, with_rules: bool) -> Report {
         backends,
         latency_bounds_us: (1..=HIST_BUCKETS).map(bucket_floor).collect(),
         rules: if with_rules {
-            rule_infos(e)
+            e.rules_list()
         } else {
             Vec::new()
         },
@@ -385,7 +373,7 @@ pub fn handle(e: &Engine, req: Request, config_path: &str, started: Instant) -> 
             Response::ok()
         }
         Request::RulesList => Response {
-            rules: Some(rule_infos(e)),
+            rules: Some(e.rules_list()),
             ..Response::ok()
         },
         Request::RulesAdd { text, replace } => {

@@ -535,13 +535,18 @@ impl Engine {
         self.control.lock().unwrap().runtime.export()
     }
 
-    /// (name, "runtime" | "file", hits) of every rule, in match order.
-    pub fn rules_list(&self) -> Vec<(String, &'static str, u64)> {
+    /// Every rule with its source ("runtime" or "file") and hits, in match
+    /// order: the runtime rules first.
+    pub fn rules_list(&self) -> Vec<crate::control::RuleInfo> {
         let snap = self.snapshot();
         let mut out = Vec::new();
         for (set, source) in [(&snap.runtime_rules, "runtime"), (&snap.rules, "file")] {
             for i in 0..set.len() {
-                out.push((set.name(i).to_string(), source, set.hits(i)));
+                out.push(crate::control::RuleInfo {
+                    name: set.name(i).to_string(),
+                    source: source.to_string(),
+                    hits: set.hits(i),
+                });
             }
         }
         out
