@@ -70,30 +70,28 @@ impl LoadReport {
         self.answered as f64 / self.elapsed.as_secs_f64().max(1e-6)
     }
 
-    /// The report as JSON (`dnsrail-bench load --json`): counts, p50/p99
-    /// and the latency histogram as (bucket floor µs, answers) pairs.
-    pub fn to_json(&self) -> serde_json::Value {
-        let hist: Vec<(u64, u64)> = self
-            .latency
-            .iter()
-            .enumerate()
-            .filter(|(_, &n)| n > 0)
-            .map(|(i, &n)| (bucket_floor(i), n))
-            .collect();
-        serde_json::json!({
-            "sent": self.sent,
-            "answered": self.answered,
-            "lost": self.lost,
-            "unexpected": self.unexpected,
-            "wrong_question": self.wrong_question,
-            "elapsed_s": self.elapsed.as_secs_f64(),
-            "noerror": self.rcodes[0],
-            "nxdomain": self.rcodes[3],
-            "servfail": self.rcodes[2],
-            "p50_us": self.p(0.5),
-            "p99_us": self.p(0.99),
-            "latency": hist,
-        })
+    /// What `dnsrail-bench load --json` prints (and `compare` reads back).
+    pub fn brief(&self) -> LoadBrief {
+        LoadBrief {
+            sent: self.sent,
+            answered: self.answered,
+            lost: self.lost,
+            unexpected: self.unexpected,
+            wrong_question: self.wrong_question,
+            elapsed_s: self.elapsed.as_secs_f64(),
+            noerror: self.rcodes[0],
+            nxdomain: self.rcodes[3],
+            servfail: self.rcodes[2],
+            p50_us: self.p(0.5),
+            p99_us: self.p(0.99),
+            latency: self
+                .latency
+                .iter()
+                .enumerate()
+                .filter(|(_, &n)| n > 0)
+                .map(|(i, &n)| (bucket_floor(i), n))
+                .collect(),
+        }
     }
 
     pub fn summary(&self) -> String {
@@ -116,6 +114,30 @@ impl LoadReport {
             self.peak_outstanding,
         )
     }
+}
+
+/// A load run's figures as JSON: counts, answers by RCODE, p50/p99 and the
+/// latency histogram as (bucket floor µs, answers), non-empty buckets only.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LoadBrief {
+    pub sent: u64,
+    pub answered: u64,
+    pub lost: u64,
+    #[serde(default)]
+    pub unexpected: u64,
+    #[serde(default)]
+    pub wrong_question: u64,
+    #[serde(default)]
+    pub elapsed_s: f64,
+    #[serde(default)]
+    pub noerror: u64,
+    #[serde(default)]
+    pub nxdomain: u64,
+    #[serde(default)]
+    pub servfail: u64,
+    pub p50_us: Option<u64>,
+    pub p99_us: Option<u64>,
+    pub latency: Vec<(u64, u64)>,
 }
 
 struct Slots {

@@ -297,7 +297,7 @@ fn main() -> anyhow::Result<()> {
             spec.max_duration = Duration::from_secs(max_duration);
             let r = run(&spec)?;
             if json {
-                println!("{}", r.to_json());
+                println!("{}", serde_json::to_string(&r.brief())?);
             } else {
                 println!("{}", r.summary());
             }

@@ -127,25 +127,7 @@ pub fn dnsperf(ns: &str, target: SocketAddr, secs: u64, names: &Path) -> anyhow:
 }
 
 /// One `dnsrail-bench load --json` run.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Load {
-    pub sent: u64,
-    pub answered: u64,
-    pub lost: u64,
-    #[serde(default)]
-    pub wrong_question: u64,
-    /// Answers by RCODE (NOERROR, NXDOMAIN, SERVFAIL).
-    #[serde(default)]
-    pub noerror: u64,
-    #[serde(default)]
-    pub nxdomain: u64,
-    #[serde(default)]
-    pub servfail: u64,
-    pub p50_us: Option<u64>,
-    pub p99_us: Option<u64>,
-    /// (bucket floor µs, answers), non-empty buckets only.
-    pub latency: Vec<(u64, u64)>,
-}
+pub use crate::load::LoadBrief as Load;
 
 /// Our load driver from namespace `ns` at `rate` qps for `queries` queries,
 /// pinned to CPU 0.
