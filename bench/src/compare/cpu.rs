@@ -78,14 +78,11 @@ impl Sample {
         }
     }
 
-    pub fn usage(&self) -> Usage {
-        self.usage_during(None)
-    }
-
-    /// As [`Sample::usage`], with percentages over `active_s` seconds
-    /// instead of the wall-clock interval: a load generator that runs for
-    /// 3 s inside a 5 s process lifetime (its set-up) would otherwise show
-    /// a saturated CPU as 60 % busy. Capped at 100 %.
+    /// What the interval since the sample cost. Percentages are over
+    /// `active_s` seconds when given, else over the wall-clock interval: a
+    /// load generator that sends for 3 s inside a 5 s process lifetime (its
+    /// set-up) would otherwise show a saturated CPU as 60 % busy. Capped at
+    /// 100 %.
     pub fn usage_during(&self, active_s: Option<f64>) -> Usage {
         let end = Sample::now(self.pid);
         let elapsed = self.at.elapsed().as_secs_f64().max(1e-6);
@@ -176,7 +173,7 @@ mod tests {
         while t0.elapsed().as_millis() < 50 {
             x = x.wrapping_add(std::hint::black_box(1));
         }
-        let u = s.usage();
+        let u = s.usage_during(None);
         assert!(u.proc_s.is_some() && u.proc_pct.is_some(), "{u:?} {x}");
         assert!(!u.cpu_busy_pct.is_empty());
     }

@@ -420,59 +420,40 @@ mod tests {
         );
     }
 
+    /// Asserts that `r`'s bottleneck text starts with `start` and holds `part`.
+    fn says(r: &Row, start: &str, part: &str) {
+        let b = r.bottleneck();
+        assert!(
+            b.starts_with(start) && b.contains(part),
+            "expected {start:?}…{part:?} in {b:?}"
+        );
+    }
+
     #[test]
     fn bottleneck_names_client_engine_drops_and_kernel() {
-        let short = row(
-            Kind::Xdp,
-            vec![step(400_000, 200_000.0, 200_000.0, [100.0, 30.0], 30.0)],
-        );
-        assert!(
-            short.bottleneck().starts_with("client"),
-            "{}",
-            short.bottleneck()
-        );
-        let held = row(
-            Kind::Xdp,
-            vec![step(50_000, 50_000.0, 50_000.0, [30.0, 30.0], 30.0)],
-        );
-        assert!(
-            held.bottleneck().starts_with("not reached"),
-            "{}",
-            held.bottleneck()
-        );
+        let short = step(400_000, 200_000.0, 200_000.0, [100.0, 30.0], 30.0);
+        says(&row(Kind::Xdp, vec![short]), "client", "");
+        let held = step(50_000, 50_000.0, 50_000.0, [30.0, 30.0], 30.0);
+        says(&row(Kind::Xdp, vec![held]), "not reached", "");
 
         let mut s = step(200_000, 200_000.0, 150_000.0, [100.0, 60.0], 60.0);
         s.engine_drops.insert("ring_full".into(), 90_000);
-        let drops = row(Kind::Xdp, vec![s.clone()]);
-        assert!(
-            drops.bottleneck().contains("ring_full 90000"),
-            "{}",
-            drops.bottleneck()
+        says(
+            &row(Kind::Xdp, vec![s.clone()]),
+            "balancer: ",
+            "ring_full 90000",
         );
         // The same loss without engine drops, CPU 0 saturated: the kernel.
         s.engine_drops.clear();
-        let kernel = row(Kind::Xdp, vec![s.clone()]);
-        assert!(
-            kernel.bottleneck().starts_with("kernel on CPU 0"),
-            "{}",
-            kernel.bottleneck()
-        );
+        says(&row(Kind::Xdp, vec![s.clone()]), "kernel on CPU 0", "");
         s.udp_overflows = 40_000;
-        let buffers = row(Kind::Dnsdist, vec![s]);
-        assert!(
-            buffers.bottleneck().contains("40000 datagrams overflowed"),
-            "{}",
-            buffers.bottleneck()
+        says(
+            &row(Kind::Dnsdist, vec![s]),
+            "balancer: ",
+            "40000 datagrams overflowed",
         );
-        let quiet = row(
-            Kind::Direct,
-            vec![step(200_000, 200_000.0, 150_000.0, [50.0, 50.0], 0.0)],
-        );
-        assert!(
-            quiet.bottleneck().starts_with("kernel path"),
-            "{}",
-            quiet.bottleneck()
-        );
+        let quiet = step(200_000, 200_000.0, 150_000.0, [50.0, 50.0], 0.0);
+        says(&row(Kind::Direct, vec![quiet]), "kernel path", "");
         assert_eq!(row(Kind::Direct, vec![]).bottleneck(), "no sweep");
     }
 
