@@ -72,37 +72,38 @@ enum Cmd {
         #[arg(
             long,
             default_value = "25000,50000,100000,150000,200000,250000,300000,400000",
-            value_delimiter = ','
+            value_delimiter = ',',
+            value_parser = clap::value_parser!(u64).range(1..)
         )]
         rates: Vec<u64>,
         /// Seconds per sweep step.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=60), default_value_t = 3)]
         secs: u64,
         /// Fixed rate of the CPU-per-query measurement, qps.
-        #[arg(long, default_value_t = 50_000)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..), default_value_t = 50_000)]
         cpu_rate: u64,
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=60), default_value_t = 5)]
         cpu_secs: u64,
         /// Seconds of the dnsperf (closed loop) run.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=60), default_value_t = 3)]
         perf_secs: u64,
         /// Rate and count of the latency run (immediate backends).
-        #[arg(long, default_value_t = 20_000)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..), default_value_t = 20_000)]
         lat_rate: u64,
-        #[arg(long, default_value_t = 60_000)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..), default_value_t = 60_000)]
         lat_queries: u64,
         /// Rate and count of the latency-mix run.
-        #[arg(long, default_value_t = 5_000)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..), default_value_t = 5_000)]
         mix_rate: u64,
-        #[arg(long, default_value_t = 20_000)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..), default_value_t = 20_000)]
         mix_queries: u64,
         /// The mix: this fraction of answers after --mix-delay-ms.
         #[arg(long, default_value_t = 20)]
         mix_delay_ms: u64,
-        #[arg(long, default_value_t = 0.2)]
+        #[arg(long, value_parser = fraction, default_value_t = 0.2)]
         mix_fraction: f64,
-        #[arg(long, default_value_t = 2)]
-        backends: usize,
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=8), default_value_t = 2)]
+        backends: u64,
         /// Namespace prefix (must start with "dr").
         #[arg(long, default_value = "drc")]
         prefix: String,
@@ -150,6 +151,14 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A number from 0 to 1 (clap value parser).
+fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s} is not a fraction from 0 to 1")),
+    }
 }
 
 /// Returns on SIGINT/SIGTERM or after `duration` seconds (0 = no limit).
@@ -249,19 +258,19 @@ fn main() -> anyhow::Result<()> {
             }
             let spec = compare::Spec {
                 prefix,
-                backends: backends.clamp(1, 8),
+                backends: backends as usize,
                 contenders,
                 rates,
-                secs: secs.clamp(1, 60),
+                secs,
                 cpu_rate,
-                cpu_secs: cpu_secs.clamp(1, 60),
-                perf_secs: perf_secs.clamp(1, 60),
-                lat_rate: lat_rate.max(1),
+                cpu_secs,
+                perf_secs,
+                lat_rate,
                 lat_queries,
-                mix_rate: mix_rate.max(1),
+                mix_rate,
                 mix_queries,
                 mix_delay_ms,
-                mix_fraction: mix_fraction.clamp(0.0, 1.0),
+                mix_fraction,
                 bins: compare::contender::Bins {
                     engine: engine.unwrap_or_else(|| beside("dnsrail")),
                     bench: me.display().to_string(),

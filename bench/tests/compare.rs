@@ -113,3 +113,26 @@ fn short_comparison_measures_every_contender_and_writes_table_and_plots() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
     assert_eq!(back.markdown(), md);
 }
+
+#[test]
+fn bad_compare_options_are_refused_with_what_is_wrong() {
+    for (args, says) in [
+        (&["--secs", "0"][..], "--secs"),
+        (&["--rates", "1000,0"], "--rates"),
+        (&["--mix-fraction", "1.5"], "not a fraction"),
+        (&["--backends", "9"], "--backends"),
+        (&["--contenders", "xdp,nope"], "unknown contender nope"),
+        (&["--prefix", "xx"], "must start with \"dr\""),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dnsrail-bench"))
+            .arg("compare")
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(says),
+            "{args:?}: {err}"
+        );
+    }
+}
