@@ -208,6 +208,20 @@ impl H {
         )
     }
 
+    /// The response head (status line and headers, lower-cased) of a GET.
+    fn head(&self, path: &str) -> String {
+        let mut s = TcpStream::connect_timeout(&self.api_addr(), Duration::from_secs(2)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut r = String::new();
+        s.read_to_string(&mut r).unwrap();
+        r.split_once("\r\n\r\n").unwrap().0.to_ascii_lowercase()
+    }
+
     /// Runs the CLI against this test's API (and token, when given), with
     /// `stdin` on its standard input.
     fn cli(&self, args: &[&str], token: Option<&str>, stdin: &str) -> std::process::Output {
@@ -825,6 +839,19 @@ fn dashboard_in_headless_chromium_shows_live_traffic_and_saves_a_screenshot() {
     assert_eq!(code, 200);
     assert!(page.contains("chart-qps") && page.contains("/dashboard/app.js"));
     assert_eq!(h.http("GET", "/dashboard/app.js", None).0, 200);
+    for (path, kind) in [
+        ("/dashboard/", "text/html"),
+        ("/dashboard/app.js", "text/javascript"),
+        ("/dashboard/style.css", "text/css"),
+    ] {
+        let head = h.head(path);
+        assert!(
+            head.contains(&format!("content-type: {kind}"))
+                && head.contains("content-security-policy: default-src 'self'"),
+            "{path}: {head}"
+        );
+    }
+    assert!(h.head("/").contains("location: /dashboard/"));
     assert_eq!(h.http("GET", "/dashboard/nope.js", None).0, 404);
 
     // A bounded load for the whole time the browser looks (2 000 qps, 30 s at most).
