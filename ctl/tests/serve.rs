@@ -192,6 +192,21 @@ impl H {
         token: Option<&str>,
         body: &str,
     ) -> (u16, String) {
+        let (head, body) = self.exchange(method, path, token, body);
+        (
+            head.split_whitespace().nth(1).unwrap().parse().unwrap(),
+            body,
+        )
+    }
+
+    /// One HTTP/1.1 request: (status line and headers, body).
+    fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (String, String) {
         let mut s = TcpStream::connect_timeout(&self.api_addr(), Duration::from_secs(2)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let auth = token
@@ -202,24 +217,12 @@ impl H {
         let mut r = String::new();
         s.read_to_string(&mut r).unwrap();
         let (head, body) = r.split_once("\r\n\r\n").unwrap();
-        (
-            head.split_whitespace().nth(1).unwrap().parse().unwrap(),
-            body.to_string(),
-        )
+        (head.to_string(), body.to_string())
     }
 
     /// The response head (status line and headers, lower-cased) of a GET.
     fn head(&self, path: &str) -> String {
-        let mut s = TcpStream::connect_timeout(&self.api_addr(), Duration::from_secs(2)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut r = String::new();
-        s.read_to_string(&mut r).unwrap();
-        r.split_once("\r\n\r\n").unwrap().0.to_ascii_lowercase()
+        self.exchange("GET", path, None, "").0.to_ascii_lowercase()
     }
 
     /// Runs the CLI against this test's API (and token, when given), with
