@@ -42,7 +42,11 @@ fn short_comparison_measures_every_contender_and_writes_table_and_plots() {
         },
         command: "cargo test --test compare".into(),
     };
+    let rmem = || std::fs::read_to_string("/proc/sys/net/core/rmem_max").unwrap();
+    let rmem_before = rmem();
     let r = compare::run(&spec).unwrap_or_else(|e| panic!("{e:#}"));
+    // The run raises the socket buffer limit for dnsdist and puts it back.
+    assert_eq!(rmem(), rmem_before);
     assert_eq!(r.rows.len(), 5);
     assert!(r
         .dnsdist_version
