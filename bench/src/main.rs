@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use dnsrail_bench::backend::{Backend, BackendSpec};
-use dnsrail_bench::compare::{self, contender::Kind};
+use dnsrail_bench::compare;
 use dnsrail_bench::load::{run, LoadSpec};
 use dnsrail_bench::msg::AnswerSpec;
 use dnsrail_engine::config::rcode_by_name;
@@ -61,52 +61,8 @@ enum Cmd {
     /// one run. Writes results.json and PNG plots into --out and the
     /// markdown section into --doc.
     Compare {
-        /// Contenders, comma-separated: direct,xdp,xdp-busy,socket,dnsdist.
-        #[arg(
-            long,
-            default_value = "direct,xdp,xdp-busy,socket,dnsdist",
-            value_delimiter = ','
-        )]
-        contenders: Vec<String>,
-        /// Offered rates of the kxdpgun sweep, qps, comma-separated.
-        #[arg(
-            long,
-            default_value = "25000,50000,100000,150000,200000,250000,300000,400000",
-            value_delimiter = ',',
-            value_parser = clap::value_parser!(u64).range(1..)
-        )]
-        rates: Vec<u64>,
-        /// Seconds per sweep step.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=60), default_value_t = 3)]
-        secs: u64,
-        /// Fixed rate of the CPU-per-query measurement, qps.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..), default_value_t = 50_000)]
-        cpu_rate: u64,
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=60), default_value_t = 5)]
-        cpu_secs: u64,
-        /// Seconds of the dnsperf (closed loop) run.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=60), default_value_t = 3)]
-        perf_secs: u64,
-        /// Rate and count of the latency run (immediate backends).
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..), default_value_t = 20_000)]
-        lat_rate: u64,
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..), default_value_t = 60_000)]
-        lat_queries: u64,
-        /// Rate and count of the latency-mix run.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..), default_value_t = 5_000)]
-        mix_rate: u64,
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..), default_value_t = 20_000)]
-        mix_queries: u64,
-        /// The mix: this fraction of answers after --mix-delay-ms.
-        #[arg(long, default_value_t = 20)]
-        mix_delay_ms: u64,
-        #[arg(long, value_parser = fraction, default_value_t = 0.2)]
-        mix_fraction: f64,
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=8), default_value_t = 2)]
-        backends: u64,
-        /// Namespace prefix (must start with "dr").
-        #[arg(long, default_value = "drc")]
-        prefix: String,
+        #[command(flatten)]
+        spec: Box<compare::Spec>,
         /// The dnsrail engine binary (default: beside this one).
         #[arg(long)]
         engine: Option<String>,
@@ -151,14 +107,6 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-}
-
-/// A number from 0 to 1 (clap value parser).
-fn fraction(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
-        _ => Err(format!("{s} is not a fraction from 0 to 1")),
-    }
 }
 
 /// Returns on SIGINT/SIGTERM or after `duration` seconds (0 = no limit).
@@ -222,20 +170,7 @@ fn main() -> anyhow::Result<()> {
             println!("xdp backend {interface}: {} queries", r.answered());
         }
         Cmd::Compare {
-            contenders,
-            rates,
-            secs,
-            cpu_rate,
-            cpu_secs,
-            perf_secs,
-            lat_rate,
-            lat_queries,
-            mix_rate,
-            mix_queries,
-            mix_delay_ms,
-            mix_fraction,
-            backends,
-            prefix,
+            mut spec,
             engine,
             dnsdist,
             out,
@@ -243,42 +178,13 @@ fn main() -> anyhow::Result<()> {
         } => {
             let me = std::env::current_exe()?;
             let beside = |n: &str| me.with_file_name(n).display().to_string();
-            let contenders = contenders
-                .iter()
-                .map(|c| {
-                    Kind::parse(c).ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "unknown contender {c} (direct, xdp, xdp-busy, socket, dnsdist)"
-                        )
-                    })
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            if !prefix.starts_with("dr") {
-                anyhow::bail!("--prefix must start with \"dr\" (got {prefix})");
-            }
-            let spec = compare::Spec {
-                prefix,
-                backends: backends as usize,
-                contenders,
-                rates,
-                secs,
-                cpu_rate,
-                cpu_secs,
-                perf_secs,
-                lat_rate,
-                lat_queries,
-                mix_rate,
-                mix_queries,
-                mix_delay_ms,
-                mix_fraction,
-                bins: compare::contender::Bins {
-                    engine: engine.unwrap_or_else(|| beside("dnsrail")),
-                    bench: me.display().to_string(),
-                    dnsdist,
-                },
-                command: std::env::var("DNSRAIL_BENCH_COMMAND")
-                    .unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" ")),
+            spec.bins = compare::contender::Bins {
+                engine: engine.unwrap_or_else(|| beside("dnsrail")),
+                bench: me.display().to_string(),
+                dnsdist,
             };
+            spec.command = std::env::var("DNSRAIL_BENCH_COMMAND")
+                .unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" "));
             let r = compare::run(&spec)?;
             let md = compare::write(&r, &out, doc.as_deref())?;
             println!("{md}");

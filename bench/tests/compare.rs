@@ -125,7 +125,10 @@ fn bad_compare_options_are_refused_with_what_is_wrong() {
         (&["--rates", "1000,0"], "--rates"),
         (&["--mix-fraction", "1.5"], "not a fraction"),
         (&["--backends", "9"], "--backends"),
-        (&["--contenders", "xdp,nope"], "unknown contender nope"),
+        (
+            &["--contenders", "xdp,nope"],
+            "invalid value 'nope' for '--contenders",
+        ),
         (&["--prefix", "xx"], "must start with \"dr\""),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_dnsrail-bench"))

@@ -12,7 +12,9 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Direct,
@@ -41,10 +43,6 @@ impl Kind {
             Kind::Socket => "socket",
             Kind::Dnsdist => "dnsdist",
         }
-    }
-
-    pub fn parse(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.slug() == s)
     }
 
     pub fn label(self) -> &'static str {
@@ -123,7 +121,7 @@ pub fn dnsdist_conf(backends: usize, backend_port: u16) -> String {
 }
 
 /// The binaries a comparison runs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Bins {
     pub engine: String,
     pub bench: String,
@@ -271,7 +269,11 @@ mod tests {
     fn targets() {
         assert_eq!(Kind::Direct.target(5301).to_string(), "10.99.0.21:5301");
         assert_eq!(Kind::Dnsdist.target(5301).to_string(), "10.99.0.53:53");
-        assert_eq!(Kind::parse("xdp"), Some(Kind::Xdp));
-        assert_eq!(Kind::parse("dnsdist-1.7"), None);
+        // The command line's names are the slugs of file names and JSON.
+        use clap::ValueEnum;
+        for k in Kind::ALL {
+            assert_eq!(Kind::from_str(k.slug(), false), Ok(k));
+        }
+        assert!(Kind::from_str("dnsdist-1.7", false).is_err());
     }
 }

@@ -36,25 +36,86 @@ use std::path::{Path, PathBuf};
 /// Port of the latency-mix backends (the XDP responder has port 53).
 pub const MIX_PORT: u16 = 5301;
 
-#[derive(Clone, Debug)]
+/// A comparison: what to run (the command-line options of
+/// `dnsrail-bench compare`), with which binaries.
+#[derive(Clone, Debug, clap::Args)]
 pub struct Spec {
+    /// Namespace prefix (must start with "dr").
+    #[arg(long, value_parser = dr_prefix, default_value = "drc")]
     pub prefix: String,
+    #[arg(long, value_parser = backend_count, default_value = "2")]
     pub backends: usize,
+    /// Contenders, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "direct,xdp,xdp-busy,socket,dnsdist"
+    )]
     pub contenders: Vec<Kind>,
+    /// Offered rates of the kxdpgun sweep, qps, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_parser = clap::value_parser!(u64).range(1..),
+        default_value = "25000,50000,100000,150000,200000,250000,300000,400000"
+    )]
     pub rates: Vec<u64>,
+    /// Seconds per sweep step.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=60), default_value_t = 3)]
     pub secs: u64,
+    /// Fixed rate of the CPU-per-query measurement, qps.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), default_value_t = 50_000)]
     pub cpu_rate: u64,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=60), default_value_t = 5)]
     pub cpu_secs: u64,
+    /// Seconds of the dnsperf (closed loop) run.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=60), default_value_t = 3)]
     pub perf_secs: u64,
+    /// Rate and count of the latency run (immediate backends).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), default_value_t = 20_000)]
     pub lat_rate: u64,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), default_value_t = 60_000)]
     pub lat_queries: u64,
+    /// Rate and count of the latency-mix run.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), default_value_t = 5_000)]
     pub mix_rate: u64,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), default_value_t = 20_000)]
     pub mix_queries: u64,
+    /// The mix: this fraction of answers after --mix-delay-ms.
+    #[arg(long, default_value_t = 20)]
     pub mix_delay_ms: u64,
+    #[arg(long, value_parser = fraction, default_value_t = 0.2)]
     pub mix_fraction: f64,
+    /// Set by the caller, not an option.
+    #[arg(skip)]
     pub bins: Bins,
     /// How the run was started, written beside the figures.
+    #[arg(skip)]
     pub command: String,
+}
+
+fn dr_prefix(s: &str) -> Result<String, String> {
+    if s.starts_with("dr") {
+        Ok(s.to_string())
+    } else {
+        Err(format!("must start with \"dr\" (got {s})"))
+    }
+}
+
+fn backend_count(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=8).contains(&n) => Ok(n),
+        _ => Err(format!("{s} is not a backend count from 1 to 8")),
+    }
+}
+
+/// A number from 0 to 1.
+fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s} is not a fraction from 0 to 1")),
+    }
 }
 
 /// The query file: 10 000 names shaped like a resolver's traffic (www,
