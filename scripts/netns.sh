@@ -5,6 +5,16 @@
 #   scripts/netns.sh up   [PREFIX] [BACKENDS] [QUEUES]   (default: dr 2 1)
 #   scripts/netns.sh down [PREFIX]
 #
+# Environment:
+#   PLAIN=1     veths as a user's container set-up has them: queues as the
+#               kernel allocates them (one RX queue per CPU, one active) and
+#               TX checksum offload on, so locally sent frames carry partial
+#               UDP checksums. QUEUES is ignored.
+#   CHANNELS=N  after creating the balancer's veth with QUEUES queues, make
+#               only N of them active (`ethtool -L`), as on a NIC whose
+#               driver allocates more queues than it uses.
+#   RPS_CPUS    see below.
+#
 # Namespaces: PREFIX-sw (bridge), PREFIX-cli, PREFIX-lb, PREFIX-be1..N.
 # Every namespace's interface is eth0. Addresses (the same in every
 # topology: namespaces keep them apart):
@@ -44,8 +54,16 @@ host() {
     local ns="$P-$name"
     [ "$name" = lb ] && q=$Q
     ip netns add "$ns"
-    ip link add eth0 netns "$ns" numtxqueues "$q" numrxqueues "$q" type veth \
-        peer name "$name" netns "$P-sw" numtxqueues "$q" numrxqueues "$q"
+    if [ -n "${PLAIN:-}" ]; then
+        ip link add eth0 netns "$ns" type veth peer name "$name" netns "$P-sw"
+    else
+        ip link add eth0 netns "$ns" numtxqueues "$q" numrxqueues "$q" type veth \
+            peer name "$name" netns "$P-sw" numtxqueues "$q" numrxqueues "$q"
+    fi
+    if [ "$name" = lb ] && [ -n "${CHANNELS:-}" ]; then
+        ip netns exec "$ns" ethtool -L eth0 rx "$CHANNELS" tx "$CHANNELS"
+        ip netns exec "$P-sw" ethtool -L "$name" rx "$CHANNELS" tx "$CHANNELS"
+    fi
     ip -n "$P-sw" link set "$name" master br0 up
     ip -n "$ns" link set lo up
     ip -n "$ns" addr add "$a4/24" dev eth0
@@ -55,9 +73,13 @@ host() {
         ip -n "$ns" addr add "$1" dev eth0 nodad 2>/dev/null || ip -n "$ns" addr add "$1" dev eth0
         shift
     done
-    # Frames from the kernel over veth carry partial checksums (offload);
-    # a data plane that forwards frames needs them complete, as on a wire.
-    ip netns exec "$ns" ethtool -K eth0 tx off >/dev/null 2>&1 || true
+    # Frames from the kernel over veth carry partial checksums (offload).
+    # The engine completes them (PLAIN topologies test that); the tuned
+    # topology turns offload off, as on a wire, so benchmarks measure the
+    # balancer and not the completion.
+    if [ -z "${PLAIN:-}" ]; then
+        ip netns exec "$ns" ethtool -K eth0 tx off >/dev/null 2>&1 || true
+    fi
     ip -n "$ns" link set eth0 up
     # RPS_CPUS (hex mask, benchmarks): process frames entering the switch on
     # these CPUs. On veth the sender's CPU otherwise carries the whole path

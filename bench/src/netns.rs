@@ -49,12 +49,22 @@ impl Topo {
         queues: usize,
         rps_cpus: Option<&str>,
     ) -> anyhow::Result<Topo> {
+        let env: Vec<(&str, &str)> = rps_cpus.map(|m| ("RPS_CPUS", m)).into_iter().collect();
+        Topo::up_with(prefix, backends, queues, &env)
+    }
+
+    /// As [`Topo::up`], with scripts/netns.sh's environment options
+    /// (`PLAIN`, `CHANNELS`, `RPS_CPUS`).
+    pub fn up_with(
+        prefix: &str,
+        backends: usize,
+        queues: usize,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Topo> {
         let mut c = Command::new("bash");
         c.arg(script())
             .args(["up", prefix, &backends.to_string(), &queues.to_string()]);
-        if let Some(m) = rps_cpus {
-            c.env("RPS_CPUS", m);
-        }
+        c.envs(env.iter().copied());
         let st = c.status().context("bash runs")?;
         // Built from here on: dropped (torn down) also when `up` failed half way.
         let t = Topo {

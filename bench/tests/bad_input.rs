@@ -113,7 +113,12 @@ fn bogus_answers_are_counted_and_the_real_one_gets_through() {
     other.send_to(&answer_of(&fwd), engine_port).unwrap();
     let t = wait_for(&e, "bogus answers counted", |t| t.dropped() == 5);
     assert_eq!(drops(&t, DropReason::UnknownId), 1);
-    assert_eq!(drops(&t, DropReason::WrongQuestion), 2);
+    assert_eq!(drops(&t, DropReason::WrongQuestion), 1);
+    assert_eq!(
+        drops(&t, DropReason::NoQuestion),
+        1,
+        "NOERROR without question"
+    );
     assert_eq!(drops(&t, DropReason::AnswerNotResponse), 1);
     assert_eq!(drops(&t, DropReason::Truncated), 1);
     fake.send_to(&answer_of(&fwd), engine_port).unwrap();
@@ -137,4 +142,42 @@ fn bogus_answers_are_counted_and_the_real_one_gets_through() {
     fake.send_to(&answer_of(&fwd), engine_port).unwrap();
     wait_for(&e, "late answer", |t| t.drop_count(DropReason::Late) == 1);
     assert!(c.recv_from(&mut buf).is_err(), "late answer not delivered");
+}
+
+/// A FORMERR, SERVFAIL, NOTIMP or REFUSED without the question, from the
+/// right backend with the right ID, reaches its client (with the client's
+/// ID); a question-less NOERROR does not.
+#[test]
+fn an_error_answer_without_question_reaches_the_client() {
+    let fake = fake_backend();
+    let e = engine(config(
+        "workers = 1\ntimeout_ms = 2000",
+        &["127.0.0.1:0"],
+        &[("fake", fake.local_addr().unwrap())],
+        "",
+    ));
+    let vip = e.frontend_addrs()[0];
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 512];
+    for (i, rcode) in [1u8, 2, 4, 5].into_iter().enumerate() {
+        let id = 0x3000 + i as u16;
+        let q = build_query(id, "bare.example", 1);
+        c.send_to(&q, vip).unwrap();
+        let (n, engine_port) = fake.recv_from(&mut buf).unwrap();
+        // Header only: QR=1, the RCODE, every count 0.
+        let mut bare = buf[..12].to_vec();
+        bare[2] = 0x80;
+        bare[3] = rcode;
+        bare[4..12].fill(0);
+        assert!(n > 12);
+        fake.send_to(&bare, engine_port).unwrap();
+        let (n, _) = c.recv_from(&mut buf).unwrap();
+        assert_eq!(n, 12, "rcode {rcode}: the bare header");
+        assert_eq!(u16::from_be_bytes([buf[0], buf[1]]), id, "the client's ID");
+        assert_eq!(buf[3] & 0x0f, rcode);
+    }
+    let t = e.totals();
+    assert_eq!(t.answers, 4);
+    assert_eq!(t.dropped(), 0);
 }

@@ -184,6 +184,17 @@ pub fn render(r: Option<&Report>, v: &CtlView<'_>) -> String {
     );
     head(
         &mut o,
+        "dnsrail_checksums_completed_total",
+        "counter",
+        "Frames whose sender left the UDP checksum to the NIC (partial checksum, TX offload), completed by the engine.",
+    );
+    let _ = writeln!(
+        o,
+        "dnsrail_checksums_completed_total {}",
+        r.checksums_completed
+    );
+    head(
+        &mut o,
         "dnsrail_local_replies_total",
         "counter",
         "Replies the engine built itself.",

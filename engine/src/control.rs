@@ -165,6 +165,9 @@ pub struct Report {
     #[serde(default)]
     pub answers_cross_worker: u64,
     pub local_replies: u64,
+    /// Frames whose partial UDP checksum (TX offload) the engine completed.
+    #[serde(default)]
+    pub checksums_completed: u64,
     pub in_flight: u64,
     /// Every drop reason, zero included (stable series for metrics).
     pub drops: BTreeMap<String, u64>,
@@ -295,6 +298,7 @@ pub fn report(e: &Engine, started: Instant, with_rules: bool) -> Report {
         answers: sum(&|w| w.answers.get()),
         answers_cross_worker: sum(&|w| w.answers_cross_worker.get()),
         local_replies: sum(&|w| w.local_replies.get()),
+        checksums_completed: sum(&|w| w.checksums_completed.get()),
         in_flight: e.in_flight(),
         drops,
         frontends,

@@ -363,14 +363,22 @@ impl Core {
         }
         let id = h.id();
         let rc = h.rcode();
-        let q = match dns::parse_question(msg) {
-            Ok(q) => q,
-            // An answer without exactly one question cannot be matched to
-            // its query: a mismatch, whatever the backend meant.
-            Err(WireError::QdCount) => return self.dropped_answer(DropReason::WrongQuestion),
+        let qhash = match dns::parse_question(msg) {
+            Ok(q) => Some(hash::question_hash(
+                hash::name_hash(NAME_SEED, q.name(msg)),
+                q.qtype,
+                q.qclass,
+            )),
+            // A server that cannot parse or will not serve a query may
+            // answer without echoing it (RFC 1035 leaves the question out
+            // of FORMERR and the like): matched by source, port and ID,
+            // so the client hears the error instead of timing out.
+            Err(WireError::QdCount) if h.qdcount() == 0 && answers_without_question(rc) => None,
+            // Any other answer without exactly one question cannot be
+            // matched to its query.
+            Err(WireError::QdCount) => return self.dropped_answer(DropReason::NoQuestion),
             Err(e) => return self.dropped_answer(e.into()),
         };
-        let qhash = hash::question_hash(hash::name_hash(NAME_SEED, q.name(msg)), q.qtype, q.qclass);
         match self.table.complete(port, id, qhash, source_ok) {
             Ok(pending) => {
                 let delta = Header::new_checked(&mut *msg)
@@ -425,6 +433,15 @@ impl Core {
         self.stats.count_drop(r);
         AnswerOutcome::Drop(r)
     }
+}
+
+/// RCODEs a server may send without the question: the errors about the
+/// query itself.
+fn answers_without_question(rc: u8) -> bool {
+    matches!(
+        rc,
+        rcode::FORMERR | rcode::SERVFAIL | rcode::NOTIMP | rcode::REFUSED
+    )
 }
 
 #[cfg(test)]

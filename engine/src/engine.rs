@@ -225,16 +225,12 @@ impl Engine {
         let workers = cfg.worker_count();
         let per_worker = cfg.engine.ports_per_worker as usize;
         let iface = crate::io::iface::Iface::open(ifname)?;
-        if workers > iface.rx_queues as usize {
-            bail!(
-                "{workers} workers but {ifname} has {} receive queue(s): one worker per queue",
-                iface.rx_queues
-            );
-        }
+        check_interface(&iface, workers)?;
         let table = Arc::new(InflightTable::new(workers, per_worker));
         let mut registry = Registry::default();
         let mut overrides = Overrides {
             neighbours: Some(HashMap::new()),
+            local_addrs: Some(iface.addrs.clone()),
             ..Overrides::default()
         };
         let snap0 = Snapshot::build(&cfg, &mut registry, &overrides, 1);
@@ -313,6 +309,7 @@ impl Engine {
             workers,
         }));
         threads.push(Self::spawn_neighbours(
+            ifname.to_string(),
             resolver,
             shared.clone(),
             control.clone(),
@@ -341,6 +338,7 @@ impl Engine {
     /// stays unresolved is then prodded once a second, not ten times);
     /// publishes a snapshot when one changes.
     fn spawn_neighbours(
+        ifname: String,
         mut resolver: Resolver,
         shared: Arc<Shared>,
         control: Arc<Mutex<Control>>,
@@ -365,6 +363,15 @@ impl Engine {
                         continue;
                     }
                     last = Instant::now();
+                    // Addresses come and go (a VIP moved here by another
+                    // tool): wildcard frontends follow them.
+                    let addrs = Some(crate::io::iface::addresses(&ifname));
+                    if addrs != control.lock().unwrap().overrides.local_addrs {
+                        let mut c = control.lock().unwrap();
+                        info!(interface = %ifname, addresses = ?addrs, "interface addresses changed");
+                        c.overrides.local_addrs = addrs;
+                        c.publish(&shared);
+                    }
                     let known = control
                         .lock()
                         .unwrap()
@@ -655,4 +662,36 @@ impl Drop for Engine {
             let _ = t.join();
         }
     }
+}
+
+/// What the AF_XDP data plane refuses to start on: more workers than the
+/// interface has active receive queues (a worker on an inactive queue never
+/// sees a frame, and the kernel refuses the bind), and an MTU whose frames
+/// do not fit a UMEM frame (they would be dropped, never cut).
+fn check_interface(iface: &crate::io::iface::Iface, workers: usize) -> anyhow::Result<()> {
+    let active = iface.rx_queues as usize;
+    if workers > active {
+        bail!(
+            "engine.workers = {workers}, but {} has {active} active receive queue(s) ({} allocated; \
+             counted from {}): one worker per active queue. Leave workers unset, or make more \
+             queues active with `{}`",
+            iface.name,
+            iface.rx_allocated,
+            iface.rx_queues_from,
+            iface.set_queues_command(workers as u32),
+        );
+    }
+    let max_mtu = crate::io::xdp::worker::MAX_MTU;
+    if iface.mtu > max_mtu {
+        bail!(
+            "{} has MTU {}, above the {max_mtu} bytes an AF_XDP frame of the engine holds \
+             ({} bytes usable per frame, less the Ethernet header): frames that large would be \
+             dropped. Lower it with `ip link set {} mtu 1500`",
+            iface.name,
+            iface.mtu,
+            crate::io::xdp::worker::FRAME_ROOM,
+            iface.name,
+        );
+    }
+    Ok(())
 }

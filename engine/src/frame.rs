@@ -7,7 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use crate::core::{AnswerOutcome, Client, Core, QueryOutcome};
 use crate::snapshot::{Mac, Snapshot};
 use crate::stats::DropReason;
-use crate::wire::checksum::{self, Delta};
+use crate::stats::WorkerStats;
+use crate::wire::checksum::{self, Delta, UdpCheck};
 use crate::wire::{ether, ipv4, ipv6, udp};
 
 /// TTL / hop limit of every packet the engine sends: the client must not see
@@ -154,6 +155,31 @@ fn parse(frame: &[u8]) -> Result<Parsed, DropReason> {
     })
 }
 
+/// Verifies the UDP checksum of a parsed frame as the kernel would before
+/// the frame is forwarded: a partial one (a local sender with TX offload)
+/// is completed in place, a wrong one dropped. Without this the engine would
+/// forward a partial checksum, and the receiver's kernel drop it.
+fn verify_udp(frame: &mut [u8], p: &Parsed, stats: &WorkerStats) -> Result<(), DropReason> {
+    let udp_len = (p.payload_len + udp::HEADER_LEN) as u16;
+    let pseudo = if p.v6 {
+        ipv6::Packet::new_checked(&frame[IP_OFF..])?.pseudo_header_sum(udp_len)
+    } else {
+        ipv4::Packet::new_checked(&frame[IP_OFF..])?.pseudo_header_sum(udp_len)
+    };
+    let end = p.udp_off + usize::from(udp_len);
+    match checksum::check_udp(pseudo, &frame[p.udp_off..end]) {
+        UdpCheck::Valid => Ok(()),
+        UdpCheck::Absent if p.v6 => Err(DropReason::Udp6ZeroChecksum),
+        UdpCheck::Absent => Ok(()),
+        UdpCheck::Partial(c) => {
+            frame[p.udp_off + 6..p.udp_off + 8].copy_from_slice(&c.to_be_bytes());
+            stats.checksums_completed.inc();
+            Ok(())
+        }
+        UdpCheck::Bad => Err(DropReason::BadChecksum),
+    }
+}
+
 /// Rewrites L2–L4 of a parsed frame in place; `payload` is the checksum
 /// change inside the DNS message. Families of `src`/`dst` match `p.v6`.
 fn rewrite(
@@ -209,6 +235,9 @@ impl Core {
         let Some(fe) = snap.frontend_by_addr(p.dst) else {
             return self.frame_drop(DropReason::NotOurs);
         };
+        if let Err(r) = verify_udp(&mut frame[..len], &p, self.stats()) {
+            return self.frame_drop(r);
+        }
         let client_mac = ether::Frame::new_checked(&*frame).unwrap().src();
         let local_mac = env.local_mac;
         let client = Client {
@@ -269,6 +298,9 @@ impl Core {
         let port = env.port_of[usize::from(p.dst.port())];
         if port == u32::MAX || env.src_for(p.dst.ip()) != Some(p.dst.ip()) {
             return self.frame_drop(DropReason::NotOurs);
+        }
+        if let Err(r) = verify_udp(frame, &p, self.stats()) {
+            return self.frame_drop(r);
         }
         let from = p.src;
         let msg = &mut frame[p.payload_off..p.payload_off + p.payload_len];

@@ -284,13 +284,14 @@ impl InflightTable {
     }
 
     /// Completes the query waiting under (port, id) if `source_ok` accepts its
-    /// backend and the question matches. Any worker may call this.
+    /// backend and the question matches (`None`: an error answer that carries
+    /// no question, matched by source and ID alone). Any worker may call this.
     #[inline]
     pub fn complete(
         &self,
         port: u32,
         id: u16,
-        qhash: u32,
+        qhash: Option<u32>,
         source_ok: impl Fn(BackendId) -> bool,
     ) -> Result<Pending, Reject> {
         let slab = self.slab(port).ok_or(Reject::UnknownId)?;
@@ -308,7 +309,7 @@ impl InflightTable {
                 Reject::UnknownId
             });
         }
-        if p.qhash != qhash {
+        if qhash.is_some_and(|q| q != p.qhash) {
             return Err(if st == ST_BUSY {
                 Reject::WrongQuestion
             } else {
@@ -465,15 +466,18 @@ mod tests {
         let id = id.unwrap();
         assert_eq!(skipped, 0);
         assert_eq!(t.outstanding(0, 3), 1);
-        assert_eq!(t.complete(0, id, 77, |b| b == 3), Ok(p));
+        assert_eq!(t.complete(0, id, Some(77), |b| b == 3), Ok(p));
         assert_eq!(t.outstanding(0, 3), 0);
         // A duplicate answer finds the slot free.
-        assert_eq!(t.complete(0, id, 77, |b| b == 3), Err(Reject::UnknownId));
+        assert_eq!(
+            t.complete(0, id, Some(77), |b| b == 3),
+            Err(Reject::UnknownId)
+        );
 
         let mut p6 = pending(4, 1, 10);
         p6.client_ip = "2001:db8::53".parse().unwrap();
         let id = t.alloc(&mut c, &p6).0.unwrap();
-        assert_eq!(t.complete(0, id, 1, |_| true), Ok(p6));
+        assert_eq!(t.complete(0, id, Some(1), |_| true), Ok(p6));
     }
 
     #[test]
@@ -483,17 +487,23 @@ mod tests {
         let mut c = PortCursor::new(0);
         let p = pending(1, 42, 0);
         let id = t.alloc(&mut c, &p).0.unwrap();
-        assert_eq!(t.complete(0, id, 42, |b| b == 2), Err(Reject::WrongSource));
         assert_eq!(
-            t.complete(0, id, 43, |b| b == 1),
+            t.complete(0, id, Some(42), |b| b == 2),
+            Err(Reject::WrongSource)
+        );
+        assert_eq!(
+            t.complete(0, id, Some(43), |b| b == 1),
             Err(Reject::WrongQuestion)
         );
         assert_eq!(
-            t.complete(0, id ^ 1, 42, |b| b == 1),
+            t.complete(0, id ^ 1, Some(42), |b| b == 1),
             Err(Reject::UnknownId)
         );
-        assert_eq!(t.complete(1, id, 42, |b| b == 1), Err(Reject::UnknownId));
-        assert_eq!(t.complete(0, id, 42, |b| b == 1), Ok(p));
+        assert_eq!(
+            t.complete(1, id, Some(42), |b| b == 1),
+            Err(Reject::UnknownId)
+        );
+        assert_eq!(t.complete(0, id, Some(42), |b| b == 1), Ok(p));
     }
 
     #[test]
@@ -508,12 +518,15 @@ mod tests {
         assert_eq!(timed_out, vec![1]);
         assert_eq!(waiting, 1);
         assert_eq!(t.outstanding(0, 1), 0);
-        assert_eq!(t.complete(0, old, 5, |b| b == 1), Err(Reject::Late));
-        assert_eq!(t.complete(0, old, 9, |b| b == 1), Err(Reject::UnknownId));
+        assert_eq!(t.complete(0, old, Some(5), |b| b == 1), Err(Reject::Late));
+        assert_eq!(
+            t.complete(0, old, Some(9), |b| b == 1),
+            Err(Reject::UnknownId)
+        );
         // The young one still waits: the next sweep looks again and times it out.
         assert_eq!(t.sweep(&mut c, 2000, 500, |p| timed_out.push(p.backend)), 0);
         assert_eq!(timed_out, vec![1, 2]);
-        assert_eq!(t.complete(0, young, 6, |b| b == 2), Err(Reject::Late));
+        assert_eq!(t.complete(0, young, Some(6), |b| b == 2), Err(Reject::Late));
     }
 
     #[test]
@@ -544,12 +557,15 @@ mod tests {
         for i in 1..IDS_PER_PORT {
             let (id, _) = t.alloc(&mut c, &pending(1, 2, i as u64));
             let id = id.unwrap();
-            assert!(t.complete(0, id, 2, |_| true).is_ok());
+            assert!(t.complete(0, id, Some(2), |_| true).is_ok());
         }
         let (id, skipped) = t.alloc(&mut c, &pending(1, 3, 0));
         assert_eq!(skipped, 1);
         assert_ne!(id.unwrap(), first);
-        assert_eq!(t.complete(0, first, 1, |_| true).map(|p| p.qhash), Ok(1));
+        assert_eq!(
+            t.complete(0, first, Some(1), |_| true).map(|p| p.qhash),
+            Ok(1)
+        );
     }
 
     #[test]
@@ -560,7 +576,7 @@ mod tests {
         let id = t.alloc(&mut c, &pending(1, 1, 0)).0.unwrap();
         t.cancel(0, id);
         assert_eq!(t.outstanding(0, 1), 0);
-        assert_eq!(t.complete(0, id, 1, |_| true), Err(Reject::UnknownId));
+        assert_eq!(t.complete(0, id, Some(1), |_| true), Err(Reject::UnknownId));
         t.cancel(0, id); // twice: harmless
         t.cancel(7, id); // no such port: harmless
     }
@@ -594,7 +610,7 @@ mod tests {
             hands.push(std::thread::spawn(move || {
                 let mut ok = 0;
                 for (i, id) in ids.iter().enumerate() {
-                    if i % 2 == k && t.complete(0, *id, i as u32, |_| true).is_ok() {
+                    if i % 2 == k && t.complete(0, *id, Some(i as u32), |_| true).is_ok() {
                         ok += 1;
                     }
                 }

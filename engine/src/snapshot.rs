@@ -10,7 +10,7 @@ use crate::config::{Config, WhenAllDown};
 use crate::policy::{Member, PolicyKind, Selector};
 use crate::rules::RuleSet;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 pub type BackendId = u16;
@@ -70,6 +70,12 @@ pub struct Overrides {
     /// Frame data plane: next-hop MACs resolved from the kernel's neighbour
     /// table. `None` on the socket data plane, where MACs do not matter.
     pub neighbours: Option<HashMap<String, Mac>>,
+    /// Frame data plane: the interface's addresses. A wildcard frontend
+    /// (`0.0.0.0:53`, `[::]:53`) becomes one frontend per address of its
+    /// family, so that each answer leaves from the address its query was
+    /// sent to, and a query to an address the host does not own is not
+    /// ours. `None` on the socket data plane, where the kernel does both.
+    pub local_addrs: Option<Vec<IpAddr>>,
 }
 
 /// Stable ids by name / listen address. Ids are only recycled when the
@@ -125,6 +131,31 @@ pub struct Snapshot {
     /// address: their answers to queries sent before the reload are still
     /// accepted (frame mode checks the source against this too).
     pub retired: Vec<(BackendId, SocketAddr)>,
+}
+
+/// The addresses frontends listen on, with their pool: as configured, a
+/// wildcard expanded over `local` (when given) after every explicit one,
+/// without repeating an address an explicit frontend has.
+fn frontend_listens<'a>(cfg: &'a Config, local: Option<&[IpAddr]>) -> Vec<(SocketAddr, &'a str)> {
+    let mut out: Vec<(SocketAddr, &str)> = Vec::new();
+    let mut wild = Vec::new();
+    for f in &cfg.frontends {
+        let addr = Config::frontend_addr(f);
+        let pool = f.pool.get_ref().as_str();
+        match local {
+            Some(_) if addr.ip().is_unspecified() => wild.push((addr, pool)),
+            _ => out.push((addr, pool)),
+        }
+    }
+    for (w, pool) in wild {
+        for ip in local.unwrap_or_default() {
+            let a = SocketAddr::new(*ip, w.port());
+            if ip.is_ipv4() == w.is_ipv4() && !out.iter().any(|o| o.0 == a) {
+                out.push((a, pool));
+            }
+        }
+    }
+    out
 }
 
 impl Snapshot {
@@ -201,20 +232,27 @@ impl Snapshot {
             })
             .collect();
 
-        let listens: Vec<SocketAddr> = cfg.frontends.iter().map(Config::frontend_addr).collect();
+        let listens = frontend_listens(cfg, ov.local_addrs.as_deref());
+        let addrs: Vec<SocketAddr> = listens.iter().map(|l| l.0).collect();
         let mut frontends: Vec<Option<Frontend>> = vec![None; MAX_FRONTENDS];
-        for (f, addr) in cfg.frontends.iter().zip(&listens) {
-            let id = Registry::id_for(&mut reg.frontends, addr, MAX_FRONTENDS, |k| {
-                listens.contains(k)
-            })
-            .expect("validated: at most MAX_FRONTENDS frontends");
+        for &(addr, pool_name) in &listens {
+            // Validation caps the configured frontends; a wildcard's
+            // addresses beyond the table are left out (and said so).
+            let Some(id) = Registry::id_for(&mut reg.frontends, &addr, MAX_FRONTENDS, |k| {
+                addrs.contains(k)
+            }) else {
+                tracing::warn!(
+                    "frontend {addr} left out: more than {MAX_FRONTENDS} frontend addresses"
+                );
+                continue;
+            };
             let pool = pool_names
                 .iter()
-                .position(|p| p == f.pool.get_ref())
+                .position(|p| p == pool_name)
                 .expect("validated");
             frontends[usize::from(id)] = Some(Frontend {
                 id,
-                listen: *addr,
+                listen: addr,
                 pool: pool as u16,
             });
         }
@@ -309,6 +347,61 @@ when_all_down = "drop"
                 .map(|f| f.id),
             Some(1)
         );
+    }
+
+    #[test]
+    fn wildcard_frontends_expand_over_the_interface_addresses() {
+        let text = r#"
+[[frontend]]
+listen = "0.0.0.0:53"
+[[frontend]]
+listen = "[::]:53"
+[[frontend]]
+listen = "10.0.0.2:53"
+pool = "other"
+[[backend]]
+name = "a"
+address = "10.0.0.9"
+pools = ["default", "other"]
+[pool.other]
+"#;
+        let cfg = Config::parse(text, "t").unwrap();
+        let local: Vec<IpAddr> = ["10.0.0.1", "10.0.0.2", "fd00::1", "fe80::1"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let ov = Overrides {
+            local_addrs: Some(local),
+            ..Overrides::default()
+        };
+        let s = Snapshot::build(&cfg, &mut Registry::default(), &ov, 1);
+        let mut got: Vec<(String, String)> = s
+            .live_frontends()
+            .map(|f| {
+                (
+                    f.listen.to_string(),
+                    s.pools[usize::from(f.pool)].name.clone(),
+                )
+            })
+            .collect();
+        got.sort();
+        let want: Vec<(String, String)> = [
+            ("10.0.0.1:53", "default"),
+            ("10.0.0.2:53", "other"),
+            ("[fd00::1]:53", "default"),
+            ("[fe80::1]:53", "default"),
+        ]
+        .iter()
+        .map(|(a, p)| (a.to_string(), p.to_string()))
+        .collect();
+        assert_eq!(
+            got, want,
+            "the explicit frontend keeps its address and pool"
+        );
+        // Sockets: the wildcard stays one frontend (the kernel routes).
+        let s = Snapshot::build(&cfg, &mut Registry::default(), &Overrides::default(), 1);
+        assert_eq!(s.live_frontends().count(), 3);
+        assert!(s.frontend_by_addr("0.0.0.0:53".parse().unwrap()).is_some());
     }
 
     #[test]

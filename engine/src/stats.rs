@@ -62,6 +62,7 @@ drop_reasons! {
     UnknownId => "unknown_id", "Answer with no query waiting under its ID.";
     WrongSource => "wrong_source", "Answer from another address than the backend asked.";
     WrongQuestion => "wrong_question", "Answer whose question differs from the query's.";
+    NoQuestion => "no_question", "Answer without exactly one question that is not a FORMERR, SERVFAIL, NOTIMP or REFUSED without question.";
     Late => "late", "Answer to a query that had already timed out.";
     NoBackend => "no_backend", "Every backend of the pool down and when_all_down = drop.";
     InflightFull => "inflight_full", "No free DNS ID on any port toward the backend.";
@@ -74,6 +75,8 @@ drop_reasons! {
     NoRoom => "no_room", "A rule's reply did not fit the buffer.";
     RingFull => "ring_full", "AF_XDP: dropped by the kernel, the worker's RX ring full or its fill ring empty.";
     DynBlocked => "dyn_blocked", "Source in the dynamic block list (before XDP took it over, or on the socket data plane).";
+    BadChecksum => "bad_udp_checksum", "UDP checksum wrong (a corrupt datagram), and not a sender's partial checksum either.";
+    Udp6ZeroChecksum => "udp6_zero_checksum", "UDP over IPv6 with checksum 0, which RFC 8200 forbids.";
 }
 
 /// Log-linear latency histogram in microseconds: exact below 16 µs, then
@@ -160,6 +163,9 @@ pub struct WorkerStats {
     pub answers_cross_worker: Counter,
     /// Replies the engine built itself (SERVFAIL when a pool is down).
     pub local_replies: Counter,
+    /// Frames whose sender left the UDP checksum to the NIC (a local veth
+    /// peer with TX offload): completed before forwarding.
+    pub checksums_completed: Counter,
     pub drops: [Counter; DropReason::COUNT],
     /// Busy in-flight slots skipped while allocating IDs.
     pub id_skips: Counter,
@@ -174,6 +180,7 @@ impl Default for WorkerStats {
             answers: Counter::default(),
             answers_cross_worker: Counter::default(),
             local_replies: Counter::default(),
+            checksums_completed: Counter::default(),
             drops: Default::default(),
             id_skips: Counter::default(),
             frontend_queries: (0..MAX_FRONTENDS).map(|_| Counter::default()).collect(),
@@ -200,6 +207,7 @@ pub struct Totals {
     pub answers: u64,
     pub answers_cross_worker: u64,
     pub local_replies: u64,
+    pub checksums_completed: u64,
     pub drops: Vec<(DropReason, u64)>,
     pub backend_sent: Vec<u64>,
     pub backend_answered: Vec<u64>,
@@ -222,6 +230,7 @@ impl Totals {
             t.answers += w.answers.get();
             t.answers_cross_worker += w.answers_cross_worker.get();
             t.local_replies += w.local_replies.get();
+            t.checksums_completed += w.checksums_completed.get();
             for (i, d) in t.drops.iter_mut().enumerate() {
                 d.1 += w.drops[i].get();
             }

@@ -40,13 +40,23 @@ impl Topo {
 
     /// As [`Topo::up`], with `queues` receive queues on the balancer's eth0.
     pub fn up_with_queues(prefix: &str, backends: usize, queues: usize) -> Option<Topo> {
+        Topo::up_env(prefix, backends, queues, &[])
+    }
+
+    /// As [`Topo::up`], with scripts/netns.sh's environment options.
+    pub fn up_env(
+        prefix: &str,
+        backends: usize,
+        queues: usize,
+        env: &[(&str, &str)],
+    ) -> Option<Topo> {
         if !dnsrail_bench::netns::is_root() {
             eprintln!("SKIPPED: {prefix}: the AF_XDP tests need root (namespaces, XDP)");
             return None;
         }
         // A test that failed poisons the lock; the next one still runs.
         let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        let inner = dnsrail_bench::netns::Topo::up(prefix, backends, queues, None)
+        let inner = dnsrail_bench::netns::Topo::up_with(prefix, backends, queues, env)
             .unwrap_or_else(|e| panic!("{e:#}"));
         Some(Topo {
             inner,

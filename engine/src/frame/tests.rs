@@ -336,13 +336,16 @@ fn late_answer_after_timeout() {
 #[test]
 fn malformed_query_frames_are_counted_not_panicking() {
     let mut r = rig();
-    let good = frame(
+    let mut good = frame(
         "198.51.100.7:1000".parse().unwrap(),
         VIP4.parse().unwrap(),
         CLIENT_MAC,
         LOCAL_MAC,
         &build_query(1, "x.example", 1),
     );
+    // No UDP checksum (allowed over IPv4): the cases below break the DNS
+    // message, not the checksum (corrupt_datagrams_… covers that).
+    good[40..42].fill(0);
     let cases: Vec<(Vec<u8>, DropReason)> = vec![
         (good[..10].to_vec(), DropReason::Truncated),
         (good[..30].to_vec(), DropReason::Truncated),
@@ -781,4 +784,119 @@ fn answers_are_told_from_queries_by_port_and_our_address() {
     let mut arp = a.clone();
     arp[12..14].copy_from_slice(&[0x08, 0x06]);
     assert!(!r.env.is_answer(&arp));
+}
+
+/// Offset of the UDP header in a frame `frame()` built.
+fn udp_off(f: &[u8]) -> usize {
+    if u16::from_be_bytes([f[12], f[13]]) == ether::ETHERTYPE_IPV6 {
+        14 + 40
+    } else {
+        14 + 20
+    }
+}
+
+/// Turns the UDP checksum of a `frame()` into what a sender with TX
+/// checksum offload leaves there: the folded pseudo-header sum.
+fn make_partial(f: &mut [u8]) {
+    let u = udp_off(f);
+    let udp_len = u16::from_be_bytes([f[u + 4], f[u + 5]]);
+    let addrs = if u == 34 { &f[26..34] } else { &f[22..54] };
+    let pseudo = checksum::sum_bytes(addrs) + 17 + u64::from(udp_len);
+    let p = checksum::fold(pseudo);
+    f[u + 6..u + 8].copy_from_slice(&p.to_be_bytes());
+}
+
+#[test]
+fn partial_checksums_are_completed_on_queries_and_answers() {
+    for (client, vip) in [("198.51.100.7:4000", VIP4), ("[2001:db8:c::7]:4000", VIP6)] {
+        let mut r = rig();
+        let q = build_query(0x4242, "partial.example", qtype::A);
+        let mut f = frame(
+            client.parse().unwrap(),
+            vip.parse().unwrap(),
+            CLIENT_MAC,
+            LOCAL_MAC,
+            &q,
+        );
+        make_partial(&mut f);
+        let FrameVerdict::Tx { len } = qf(&mut r, &mut f, 0) else {
+            panic!("{vip}: a partial checksum is not a bad one")
+        };
+        // seen() checks the forwarded checksum against a full computation.
+        let out = seen(&f[..len]);
+        let ans = answer_payload(&out.payload);
+        let mut a = frame(out.dst, out.src, B1_MAC, LOCAL_MAC, &ans);
+        make_partial(&mut a);
+        let FrameVerdict::Tx { len } = r.core.answer_frame(&r.snap, &r.env, &mut a, 10) else {
+            panic!("{vip}: answer with a partial checksum dropped")
+        };
+        let back = seen(&a[..len]);
+        assert_eq!(back.dst, client.parse().unwrap());
+        assert_eq!(r.core.stats().checksums_completed.get(), 2);
+    }
+}
+
+#[test]
+fn corrupt_datagrams_and_udp6_without_checksum_are_dropped_and_counted() {
+    let mut r = rig();
+    let q = build_query(9, "corrupt.example", qtype::A);
+    let client: SocketAddr = "198.51.100.7:4000".parse().unwrap();
+    let mut f = frame(client, VIP4.parse().unwrap(), CLIENT_MAC, LOCAL_MAC, &q);
+    let n = f.len();
+    f[n - 5] ^= 0x20; // a bit of the name flipped in transit
+    assert_eq!(
+        qf(&mut r, &mut f, 0),
+        FrameVerdict::Drop(DropReason::BadChecksum)
+    );
+    // IPv4 without a checksum is allowed (RFC 768)...
+    let mut f = frame(client, VIP4.parse().unwrap(), CLIENT_MAC, LOCAL_MAC, &q);
+    f[40..42].fill(0);
+    assert!(matches!(qf(&mut r, &mut f, 0), FrameVerdict::Tx { .. }));
+    // ...IPv6 without one is not (RFC 8200).
+    let c6: SocketAddr = "[2001:db8:c::7]:4000".parse().unwrap();
+    let mut f = frame(c6, VIP6.parse().unwrap(), CLIENT_MAC, LOCAL_MAC, &q);
+    f[60..62].fill(0);
+    assert_eq!(
+        qf(&mut r, &mut f, 0),
+        FrameVerdict::Drop(DropReason::Udp6ZeroChecksum)
+    );
+    // A corrupt answer never reaches the client, and its query still can.
+    let (s, a) = forward(&mut r);
+    let mut bad = frame(s.dst, s.src, B1_MAC, LOCAL_MAC, &a);
+    let n = bad.len();
+    bad[n - 1] ^= 1;
+    assert_eq!(
+        r.core.answer_frame(&r.snap, &r.env, &mut bad, 5),
+        FrameVerdict::Drop(DropReason::BadChecksum)
+    );
+    let mut good = frame(s.dst, s.src, B1_MAC, LOCAL_MAC, &a);
+    assert!(matches!(
+        r.core.answer_frame(&r.snap, &r.env, &mut good, 6),
+        FrameVerdict::Tx { .. }
+    ));
+    let st = r.core.stats();
+    assert_eq!(st.drops_of(DropReason::BadChecksum), 2);
+    assert_eq!(st.drops_of(DropReason::Udp6ZeroChecksum), 1);
+}
+
+#[test]
+fn an_error_answer_without_question_completes_and_noerror_does_not() {
+    let mut r = rig();
+    let (s, a) = forward(&mut r);
+    let mut bare = a[..12].to_vec();
+    bare[4..12].fill(0);
+    bare[3] &= 0xf0; // NOERROR: cannot be matched
+    let mut f = frame(s.dst, s.src, B1_MAC, LOCAL_MAC, &bare);
+    assert_eq!(
+        r.core.answer_frame(&r.snap, &r.env, &mut f, 5),
+        FrameVerdict::Drop(DropReason::NoQuestion)
+    );
+    bare[3] = (bare[3] & 0xf0) | 5; // REFUSED
+    let mut f = frame(s.dst, s.src, B1_MAC, LOCAL_MAC, &bare);
+    let FrameVerdict::Tx { len } = r.core.answer_frame(&r.snap, &r.env, &mut f, 6) else {
+        panic!("a question-less REFUSED is delivered")
+    };
+    let back = seen(&f[..len]);
+    assert_eq!(&back.payload[..2], &[0, 7], "the client's ID");
+    assert_eq!(back.payload.len(), 12);
 }

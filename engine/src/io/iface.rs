@@ -1,11 +1,12 @@
 //! What the AF_XDP data plane needs to know about its interface: index, MAC,
-//! receive queues and addresses.
+//! MTU, receive queues and addresses.
 
 use std::ffi::{CStr, CString};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::{bail, Context};
 
+use crate::io::ethtool::{active_rx_queues, Channels, Ethtool};
 use crate::io::netlink::Netlink;
 use crate::snapshot::Mac;
 
@@ -14,7 +15,15 @@ pub struct Iface {
     pub name: String,
     pub index: u32,
     pub mac: Mac,
+    /// Receive queues in use (the active channels): one worker each.
     pub rx_queues: u32,
+    /// Where `rx_queues` came from (ethtool channels, sysfs), for the log.
+    pub rx_queues_from: &'static str,
+    /// Receive queues the driver allocated; usually more than are in use.
+    pub rx_allocated: u32,
+    /// Channels as the driver reports them, where it does.
+    pub channels: Option<Channels>,
+    pub mtu: u32,
     pub addrs: Vec<IpAddr>,
 }
 
@@ -26,17 +35,37 @@ impl Iface {
         if index == 0 {
             bail!("no interface named {name:?}");
         }
-        let (mac, rx_queues) = Netlink::open()
+        let link = Netlink::open()
             .and_then(|mut nl| nl.link(index))
             .with_context(|| format!("cannot read the link of {name}"))?;
-        let mac = mac.with_context(|| format!("{name} has no Ethernet address"))?;
+        let mac = link
+            .mac
+            .with_context(|| format!("{name} has no Ethernet address"))?;
+        let (rx_queues, rx_queues_from) = active_rx_queues(name);
         Ok(Iface {
             name: name.to_string(),
             index,
             mac,
             rx_queues,
+            rx_queues_from,
+            rx_allocated: link.rx_allocated,
+            channels: Ethtool::open().and_then(|e| e.channels(name)).ok(),
+            mtu: link.mtu,
             addrs: addresses(name),
         })
+    }
+
+    /// The command that sets `n` receive queues on this interface.
+    pub fn set_queues_command(&self, n: u32) -> String {
+        match &self.channels {
+            Some(c) => c.set_command(&self.name, n),
+            None => format!("ethtool -L {} combined {n}", self.name),
+        }
+    }
+
+    /// Re-reads the interface's addresses (they may change while we run).
+    pub fn refresh_addrs(&mut self) {
+        self.addrs = addresses(&self.name);
     }
 
     /// The address the engine sends to backends from, per family: the
@@ -70,7 +99,8 @@ fn pick<T: Copy + Into<IpAddr>>(
         .or_else(|| all.first().copied())
 }
 
-fn addresses(name: &str) -> Vec<IpAddr> {
+/// Every address of interface `name` (getifaddrs).
+pub fn addresses(name: &str) -> Vec<IpAddr> {
     let mut out = Vec::new();
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills a list we free below with freeifaddrs.
@@ -131,6 +161,10 @@ mod tests {
             index: 1,
             mac: [0; 6],
             rx_queues: 1,
+            rx_queues_from: "test",
+            rx_allocated: 1,
+            channels: None,
+            mtu: 1500,
             addrs,
         };
         let vip: IpAddr = "10.0.0.53".parse().unwrap();

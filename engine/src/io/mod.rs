@@ -1,5 +1,6 @@
 //! Data planes: thin I/O around the sans-I/O core.
 
+pub mod ethtool;
 pub mod iface;
 pub mod netlink;
 pub mod socket;

@@ -25,6 +25,7 @@ const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
 const RTA_PREFSRC: u16 = 7;
 const IFLA_ADDRESS: u16 = 1;
+const IFLA_MTU: u16 = 4;
 const IFLA_NUM_RX_QUEUES: u16 = 32;
 const NDA_DST: u16 = 1;
 const NDA_LLADDR: u16 = 2;
@@ -38,6 +39,15 @@ pub struct Route {
     /// The gateway, or the destination itself when it is on-link.
     pub next_hop: IpAddr,
     pub prefsrc: Option<IpAddr>,
+}
+
+/// What RTM_GETLINK tells of an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub mac: Option<Mac>,
+    /// Receive queues the driver allocated (not how many are in use).
+    pub rx_allocated: u32,
+    pub mtu: u32,
 }
 
 pub struct Netlink {
@@ -206,22 +216,28 @@ impl Netlink {
     /// `ifindex` (`ip link show`). Asked over netlink, not read from /sys:
     /// /sys shows the namespace it was mounted in, a socket the namespace
     /// of the thread that opened it.
-    pub fn link(&mut self, ifindex: u32) -> io::Result<(Option<Mac>, u32)> {
+    /// The link's MAC, allocated receive queues and MTU.
+    pub fn link(&mut self, ifindex: u32) -> io::Result<Link> {
         // struct ifinfomsg: family, pad, type(2), index(4), flags(4), change(4)
         let mut body = vec![libc::AF_UNSPEC as u8, 0, 0, 0];
         body.extend_from_slice(&(ifindex as i32).to_ne_bytes());
         body.extend_from_slice(&[0; 8]);
-        let mut out = (None, 1);
+        let mut out = Link {
+            mac: None,
+            rx_allocated: 1,
+            mtu: 1500,
+        };
         self.ask(RTM_GETLINK, 0, &body, |ty, b| {
             if ty != RTM_NEWLINK {
                 return;
             }
             for (t, d) in attrs(b, 16) {
                 match t {
-                    IFLA_ADDRESS if d.len() == 6 => out.0 = Some(<Mac>::try_from(d).unwrap()),
+                    IFLA_ADDRESS if d.len() == 6 => out.mac = Some(<Mac>::try_from(d).unwrap()),
                     IFLA_NUM_RX_QUEUES if d.len() == 4 => {
-                        out.1 = u32::from_ne_bytes(d.try_into().unwrap()).max(1)
+                        out.rx_allocated = u32::from_ne_bytes(d.try_into().unwrap()).max(1)
                     }
+                    IFLA_MTU if d.len() == 4 => out.mtu = u32::from_ne_bytes(d.try_into().unwrap()),
                     _ => {}
                 }
             }

@@ -26,6 +26,10 @@ use crate::stats::DropReason;
 /// (256 go to the kernel's XDP headroom): MTU 1500, no jumbo frames.
 const FRAMES: u32 = 8192;
 const FRAME_SIZE: u32 = 2048;
+/// Bytes of a frame a packet may use: the rest is the kernel's XDP headroom.
+pub const FRAME_ROOM: u32 = FRAME_SIZE - 256;
+/// Largest interface MTU whose frames fit: the room less the Ethernet header.
+pub const MAX_MTU: u32 = FRAME_ROOM - 14;
 const RING: u32 = 4096;
 /// Sweep timed-out queries this often (a scan of the ports' used slots;
 /// timeouts are seconds, so 50 ms is precise enough and cheap).
@@ -96,8 +100,11 @@ fn bind(umem: &Umem, iface: &Interface, queue: u32, flags: BindFlags) -> anyhow:
             Ok((tx, rx, Some((fq, cq)))) => return Ok((tx, rx, fq, cq)),
             Ok((_, _, None)) => anyhow::bail!("the UMEM already had a fill queue"),
             Err(e) => {
-                let busy = e.to_string().contains("Device or resource busy");
-                last = Some(e);
+                let errno = std::error::Error::source(&e)
+                    .and_then(|s| s.downcast_ref::<std::io::Error>())
+                    .and_then(std::io::Error::raw_os_error);
+                let busy = errno == Some(libc::EBUSY);
+                last = Some(bind_error(errno, queue, flags));
                 if !busy {
                     break;
                 }
@@ -106,6 +113,34 @@ fn bind(umem: &Umem, iface: &Interface, queue: u32, flags: BindFlags) -> anyhow:
         }
     }
     Err(anyhow::anyhow!("{}", last.expect("at least one attempt")))
+}
+
+/// A bind failure in words: the kernel's errno says which of the usual
+/// causes it was.
+fn bind_error(errno: Option<i32>, queue: u32, flags: BindFlags) -> String {
+    let zc = flags.contains(BindFlags::XDP_ZEROCOPY);
+    let why = match errno {
+        Some(libc::EINVAL) => format!(
+            "queue {queue} is not an active receive queue of the interface (see `ethtool -l`)"
+        ),
+        Some(libc::EOPNOTSUPP) if zc => {
+            "the driver has no zero-copy AF_XDP support (copy mode may still work)".to_string()
+        }
+        Some(libc::EOPNOTSUPP) => "the driver does not support AF_XDP sockets".to_string(),
+        Some(libc::EBUSY) => format!(
+            "queue {queue} is already bound by another AF_XDP socket (another engine running?)"
+        ),
+        Some(libc::EPERM) | Some(libc::EACCES) => {
+            "not permitted: AF_XDP needs CAP_NET_ADMIN and CAP_NET_RAW (run as root)".to_string()
+        }
+        Some(libc::ENOMEM) | Some(libc::ENOBUFS) => {
+            "out of memory for the rings or the UMEM (raise `ulimit -l`, memlock)".to_string()
+        }
+        Some(libc::ENODEV) | Some(libc::ENXIO) => "no such interface".to_string(),
+        Some(n) => std::io::Error::from_raw_os_error(n).to_string(),
+        None => "the AF_XDP socket could not be created".to_string(),
+    };
+    why
 }
 
 impl XskWorker {

@@ -1,0 +1,202 @@
+//! The AF_XDP data plane on interfaces as users have them, not only on the
+//! tuned test topology: a plain veth pair (receive queues as the kernel
+//! allocates them, one active; TX checksum offload on, so every frame a
+//! local sender makes carries a partial UDP checksum), a veth with more
+//! queues allocated than active, and wildcard frontends. Each test builds
+//! its own topology (prefix drh*) and tears it down, also on failure.
+//! Without root the tests say SKIPPED on stderr and pass.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::netns::{backend4, backend6, Topo, LB4, VIP4, VIP6};
+use common::wait_for;
+use dnsrail_bench::load::{self, LoadSpec};
+use dnsrail_engine::config::Config;
+use dnsrail_engine::engine::{Engine, Io};
+
+/// Frontends `listens` (pool "default" for IPv4, "v6" for IPv6) in front
+/// of `n` backends of each family; `extra_engine` adds [engine] keys.
+fn config(listens: &[&str], n: usize, extra_engine: &str) -> String {
+    let mut t = format!(
+        "[engine]\nio = \"xdp\"\ninterface = \"eth0\"\nstats_interval_s = 0\n{extra_engine}\n\
+         [pool.v6]\npolicy = \"round-robin\"\n"
+    );
+    for l in listens {
+        let pool = if l.starts_with('[') { "v6" } else { "default" };
+        t += &format!("[[frontend]]\nlisten = \"{l}\"\npool = \"{pool}\"\n");
+    }
+    for i in 1..=n {
+        t += &format!(
+            "[[backend]]\nname = \"be{i}\"\naddress = \"{}\"\n\
+             [[backend]]\nname = \"be{i}-6\"\naddress = \"[{}]:53\"\npools = [\"v6\"]\n",
+            backend4(i),
+            backend6(i)
+        );
+    }
+    t
+}
+
+fn start(topo: &Topo, text: String) -> anyhow::Result<Engine> {
+    let e = topo.within("lb", move || {
+        let cfg = Config::parse(&text, "hosts.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        Engine::start(cfg)
+    })?;
+    let t0 = Instant::now();
+    while !e.snapshot().live_backends().all(|b| b.reachable) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "next hops never resolved"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(e)
+}
+
+fn answers(out: &str) -> bool {
+    out.contains("status: NOERROR") && !out.contains("WARNING") && !out.contains("timed out")
+}
+
+#[test]
+fn a_plain_veth_runs_one_worker_and_completes_partial_checksums() {
+    let Some(mut topo) = Topo::up_env("drh1", 2, 1, &[("PLAIN", "1")]) else {
+        return;
+    };
+    topo.backend(1);
+    topo.backend(2);
+    let ch = topo.exec("lb", "ethtool", &["-l", "eth0"]);
+    let ch = String::from_utf8_lossy(&ch.stdout).into_owned();
+    eprintln!("{ch}");
+
+    // More workers than active queues: a clear error naming the fix.
+    let err = match start(&topo, config(&[&format!("{VIP4}:53")], 2, "workers = 2")) {
+        Ok(_) => panic!("2 workers on 1 active queue started"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("1 active receive queue"), "{err}");
+    assert!(err.contains("ethtool -L eth0 rx 2 tx 2"), "{err}");
+
+    // No workers key: one worker per active queue, and it answers.
+    let e = start(
+        &topo,
+        config(&[&format!("{VIP4}:53"), &format!("[{VIP6}]:53")], 2, ""),
+    )
+    .expect("starts on a plain veth");
+    assert_eq!(e.io(), Io::Xdp);
+    assert_eq!(e.worker_totals().len(), 1);
+    for (server, qtype) in [(VIP4, "A"), (VIP6, "AAAA")] {
+        for i in 0..3 {
+            let out = topo.dig(server, &[&format!("p{i}.example.com"), qtype]);
+            assert!(answers(&out), "{server}: {out}");
+        }
+    }
+    let t = e.totals();
+    assert_eq!(t.answers, 6, "{t:?}");
+    assert_eq!(t.dropped(), 0, "{t:?}");
+    // dig's queries and the backends' answers all came with partial
+    // checksums: forwarding them as they were would lose every one.
+    assert!(t.checksums_completed >= 12, "{t:?}");
+}
+
+#[test]
+fn four_allocated_queues_two_active_run_two_workers_answering_on_both() {
+    let Some(mut topo) = Topo::up_env("drh2", 2, 4, &[("CHANNELS", "2")]) else {
+        return;
+    };
+    topo.backend(1);
+    topo.backend(2);
+    let e = start(
+        &topo,
+        config(&[&format!("{VIP4}:53")], 2, "ports_per_worker = 8"),
+    )
+    .expect("starts with 2 of 4 queues active");
+    assert_eq!(e.worker_totals().len(), 2, "one worker per active queue");
+    let vip: SocketAddr = format!("{VIP4}:53").parse().unwrap();
+    let report = topo.within("cli", move || {
+        let mut spec = LoadSpec::new(vip, 10_000);
+        // Many source ports: the switch port spreads flows over both queues.
+        spec.sockets = 32;
+        spec.max_outstanding = 256;
+        load::run(&spec).expect("load runs")
+    });
+    assert_eq!(report.lost, 0, "{}", report.summary());
+    wait_for(&e, "all answers counted", |t| t.answers >= 10_000);
+    let per: Vec<u64> = e
+        .worker_totals()
+        .iter()
+        .map(|t| t.backend_sent.iter().sum())
+        .collect();
+    eprintln!("queries forwarded per worker: {per:?}");
+    assert!(
+        per.iter().all(|&n| n > 0),
+        "both queues carry queries: {per:?}"
+    );
+    drop(e);
+    // Three workers on two active queues: refused with the command.
+    let err = match start(&topo, config(&[&format!("{VIP4}:53")], 2, "workers = 3")) {
+        Ok(_) => panic!("3 workers on 2 active queues started"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("2 active receive queue(s) (4 allocated"),
+        "{err}"
+    );
+    assert!(err.contains("ethtool -L eth0 rx 3 tx 3"), "{err}");
+}
+
+#[test]
+fn wildcard_frontends_answer_on_every_address_from_that_address() {
+    let Some(mut topo) = Topo::up_env("drh3", 1, 1, &[("PLAIN", "1")]) else {
+        return;
+    };
+    topo.backend(1);
+    let e = start(&topo, config(&["0.0.0.0:53", "[::]:53"], 1, "")).expect("starts");
+    // dig checks the answer's source ("reply from unexpected source").
+    for server in [VIP4, LB4, VIP6, "fd99::2"] {
+        let out = topo.dig(server, &["w.example.com", "A"]);
+        assert!(answers(&out), "{server}: {out}");
+    }
+    let t = e.totals();
+    assert_eq!((t.answers, t.dropped()), (4, 0), "{t:?}");
+    // An address the balancer does not own, sent to its MAC anyway: the
+    // program passes it to the kernel, which drops it; the engine never
+    // sees it.
+    let mac = topo.exec("lb", "cat", &["/sys/class/net/eth0/address"]);
+    let mac = String::from_utf8_lossy(&mac.stdout).trim().to_string();
+    let add = topo.exec(
+        "cli",
+        "ip",
+        &[
+            "neigh",
+            "replace",
+            "10.99.0.77",
+            "lladdr",
+            &mac,
+            "dev",
+            "eth0",
+        ],
+    );
+    assert!(add.status.success(), "{add:?}");
+    let passed_before = e.xdp_counters().expect("xdp").passed;
+    let out = topo.dig("10.99.0.77", &["x.example.com", "A"]);
+    assert!(!answers(&out), "nobody owns 10.99.0.77: {out}");
+    let t = e.totals();
+    assert_eq!(t.queries, 4, "the engine never saw it: {t:?}");
+    assert!(e.xdp_counters().unwrap().passed > passed_before);
+    // An address added while the engine runs is served within seconds.
+    let add = topo.exec("lb", "ip", &["addr", "add", "10.99.0.54/24", "dev", "eth0"]);
+    assert!(add.status.success(), "{add:?}");
+    let t0 = Instant::now();
+    loop {
+        let out = topo.dig("10.99.0.54", &["new.example.com", "A"]);
+        if answers(&out) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "new address never served: {out}"
+        );
+    }
+}
