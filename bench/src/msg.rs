@@ -15,6 +15,11 @@ pub struct AnswerSpec {
     pub nxdomain_suffix: Option<String>,
     /// Answer every query with this RCODE and no records (e.g. SERVFAIL).
     pub force_rcode: Option<u8>,
+    /// TXT queries for names under this suffix get `big_bytes` of TXT
+    /// records (a DNSSEC-sized answer that fragments), or TC=1 when the
+    /// query's UDP size (EDNS, else 512) is smaller.
+    pub big_suffix: Option<String>,
+    pub big_bytes: usize,
 }
 
 impl Default for AnswerSpec {
@@ -25,6 +30,8 @@ impl Default for AnswerSpec {
             ttl: 300,
             nxdomain_suffix: Some("nx.example".into()),
             force_rcode: None,
+            big_suffix: Some("big.example".into()),
+            big_bytes: 3000,
         }
     }
 }
@@ -54,6 +61,11 @@ pub fn answer(query: &[u8], spec: &AnswerSpec, out: &mut Vec<u8>) -> Option<()> 
     let name = dotted(q.name(query));
     let mut rc = rcode::NOERROR;
     let mut record: Option<(u16, Vec<u8>)> = None;
+    let big = q.qtype == qtype::TXT && spec.big_suffix.as_deref().is_some_and(|s| under(&name, s));
+    if big && spec.force_rcode.is_none() {
+        big_answer(query, &q, edns, spec.big_bytes, out);
+        return Some(());
+    }
     if let Some(f) = spec.force_rcode {
         rc = f;
     } else if spec
@@ -84,6 +96,40 @@ pub fn answer(query: &[u8], spec: &AnswerSpec, out: &mut Vec<u8>) -> Option<()> 
         out.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
     }
     Some(())
+}
+
+/// The query's UDP payload size: its EDNS OPT record's class, else 512.
+fn udp_size(query: &[u8], q: &Question, edns: bool) -> usize {
+    // OPT right after the question: root name, TYPE 41, CLASS = size.
+    match query.get(q.end..q.end + 5) {
+        Some([0, 0, 41, hi, lo]) if edns => usize::from(u16::from_be_bytes([*hi, *lo])).max(512),
+        _ => 512,
+    }
+}
+
+/// TXT records of 250-byte strings adding up to about `bytes`, or TC=1 and
+/// no records when that does not fit the query's UDP size.
+fn big_answer(query: &[u8], q: &Question, edns: bool, bytes: usize, out: &mut Vec<u8>) {
+    let h = dns::Header::new_checked(query).expect("checked by the caller");
+    const RR: usize = 2 + 10 + 251;
+    let n = bytes.div_ceil(RR).max(1);
+    let size = q.end + n * RR + if edns { 11 } else { 0 };
+    let tc = size > udp_size(query, q, edns);
+    out.clear();
+    out.extend_from_slice(&query[..q.end]);
+    let flags = 0x8000 | (h.flags() & 0x7900) | 0x0080 | if tc { 0x0200 } else { 0 };
+    out[2..4].copy_from_slice(&flags.to_be_bytes());
+    let an = if tc { 0 } else { n as u16 };
+    out[4..12].copy_from_slice(&[0, 1, 0, 0, 0, 0, 0, edns as u8]);
+    out[6..8].copy_from_slice(&an.to_be_bytes());
+    for i in 0..an {
+        out.extend_from_slice(&[0xc0, 0x0c, 0, 16, 0, 1, 0, 0, 1, 44, 0, 251, 250]);
+        let fill = b'a' + (i % 26) as u8;
+        out.extend(std::iter::repeat_n(fill, 250));
+    }
+    if edns {
+        out.extend_from_slice(&[0, 0, 41, 0x10, 0x00, 0, 0, 0, 0, 0, 0]);
+    }
 }
 
 /// The query the load driver sends for sequence number `i`: mostly A
@@ -128,6 +174,21 @@ mod tests {
         r[2] |= 0x80;
         assert!(answer(&r, &spec, &mut out).is_none());
         assert!(answer(&q[..5], &spec, &mut out).is_none());
+    }
+
+    #[test]
+    fn big_answers_fit_the_query_size_or_are_truncated() {
+        let spec = AnswerSpec::default();
+        let mut out = Vec::new();
+        let mut q = dns::build_query(5, "k.big.example", qtype::TXT);
+        answer(&q, &spec, &mut out).unwrap();
+        assert_eq!(out[2] & 0x02, 0x02, "TC: 3000 bytes do not fit 512");
+        assert_eq!(&out[6..8], &[0, 0]);
+        dns::add_opt(&mut q, 4096);
+        answer(&q, &spec, &mut out).unwrap();
+        assert_eq!(out[2] & 0x02, 0, "fits 4096");
+        assert!(out.len() >= 3000 && out.len() <= 4096, "{}", out.len());
+        assert_eq!(u16::from_be_bytes([out[6], out[7]]), 12);
     }
 
     #[test]

@@ -200,3 +200,57 @@ fn wildcard_frontends_answer_on_every_address_from_that_address() {
         );
     }
 }
+
+#[test]
+fn a_fragmented_answer_reaches_the_client_through_the_slow_path() {
+    let Some(mut topo) = Topo::up_env("drh4", 1, 1, &[("PLAIN", "1")]) else {
+        return;
+    };
+    topo.backend(1);
+    // No EDNS clamp: the backend answers the client's 4096 with ~3 100
+    // bytes, which leave its host as IP fragments the XDP program passes.
+    let e = start(
+        &topo,
+        config(
+            &[&format!("{VIP4}:53"), &format!("[{VIP6}]:53")],
+            1,
+            "edns_max_payload = 0",
+        ),
+    )
+    .expect("starts");
+    for server in [VIP4, VIP6] {
+        let out = topo.dig(server, &["+bufsize=4096", "k.big.example", "TXT"]);
+        assert!(answers(&out), "{server}: {out}");
+        assert!(!out.contains(" tc "), "{server}: not truncated: {out}");
+        assert!(
+            out.contains("ANSWER: 12"),
+            "{server}: the whole answer: {out}"
+        );
+    }
+    let t = e.totals();
+    assert_eq!(t.answers_slow_path, 2, "{t:?}");
+    assert_eq!(t.answers, 2, "{t:?}");
+    assert_eq!(t.backend_timeouts.iter().sum::<u64>(), 0, "{t:?}");
+    // With the clamp (the default), the same query gets a TC answer on the
+    // fast path, and dig's retry over TCP is ctl's business.
+    drop(e);
+    let e = start(&topo, config(&[&format!("{VIP4}:53")], 1, "")).expect("starts");
+    let out = topo.dig(VIP4, &["+bufsize=4096", "+ignore", "k.big.example", "TXT"]);
+    assert!(out.contains(" tc"), "{out}");
+    assert_eq!(e.totals().answers_slow_path, 0);
+}
+
+#[test]
+fn an_mtu_above_the_frame_is_refused_with_the_limit() {
+    let Some(mut topo) = Topo::up_env("drh5", 1, 1, &[("PLAIN", "1")]) else {
+        return;
+    };
+    topo.backend(1);
+    let set = topo.exec("lb", "ip", &["link", "set", "eth0", "mtu", "9000"]);
+    assert!(set.status.success(), "{set:?}");
+    let err = match start(&topo, config(&[&format!("{VIP4}:53")], 1, "")) {
+        Ok(_) => panic!("started with MTU 9000"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("MTU 9000") && err.contains("1778"), "{err}");
+}

@@ -195,6 +195,13 @@ pub fn render(r: Option<&Report>, v: &CtlView<'_>) -> String {
     );
     head(
         &mut o,
+        "dnsrail_answers_slow_path_total",
+        "counter",
+        "AF_XDP: answers the kernel reassembled (fragments, IP options, IPv6 extension headers), delivered by the slow path.",
+    );
+    let _ = writeln!(o, "dnsrail_answers_slow_path_total {}", r.answers_slow_path);
+    head(
+        &mut o,
         "dnsrail_local_replies_total",
         "counter",
         "Replies the engine built itself.",

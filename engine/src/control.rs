@@ -168,6 +168,9 @@ pub struct Report {
     /// Frames whose partial UDP checksum (TX offload) the engine completed.
     #[serde(default)]
     pub checksums_completed: u64,
+    /// AF_XDP: answers delivered by the slow path (reassembled by the kernel).
+    #[serde(default)]
+    pub answers_slow_path: u64,
     pub in_flight: u64,
     /// Every drop reason, zero included (stable series for metrics).
     pub drops: BTreeMap<String, u64>,
@@ -225,7 +228,8 @@ const RCODES: [&str; 16] = [
 /// Builds the report of a running engine.
 pub fn report(e: &Engine, started: Instant, with_rules: bool) -> Report {
     let snap = e.snapshot();
-    let stats = e.worker_stats();
+    // Every counting thread's stats, the slow path's included.
+    let stats = &e.counting_stats();
     let sum = |f: &dyn Fn(&crate::stats::WorkerStats) -> u64| stats.iter().map(|w| f(w)).sum();
     let mut drops = BTreeMap::new();
     for &r in DropReason::ALL {
@@ -293,12 +297,13 @@ pub fn report(e: &Engine, started: Instant, with_rules: bool) -> Report {
         io: format!("{:?}", e.io()).to_lowercase(),
         generation: snap.generation,
         uptime_s: started.elapsed().as_secs_f64(),
-        workers: stats.len(),
+        workers: e.worker_stats().len(),
         queries: sum(&|w| w.queries.get()),
         answers: sum(&|w| w.answers.get()),
         answers_cross_worker: sum(&|w| w.answers_cross_worker.get()),
         local_replies: sum(&|w| w.local_replies.get()),
         checksums_completed: sum(&|w| w.checksums_completed.get()),
+        answers_slow_path: sum(&|w| w.answers_slow_path.get()),
         in_flight: e.in_flight(),
         drops,
         frontends,

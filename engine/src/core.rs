@@ -24,6 +24,9 @@ use crate::wire::WireError;
 /// backend across engine restarts (the backends' caches stay useful).
 pub const NAME_SEED: u64 = 0x6472_6169_6c00_0001;
 
+/// The worker number of a core that only completes answers.
+const ANSWER_ONLY: usize = usize::MAX;
+
 /// The client as the query showed it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Client {
@@ -121,7 +124,12 @@ impl Core {
         stats: Arc<WorkerStats>,
         plan: PortPlan,
     ) -> Core {
-        let cursors = (0..table.ports_per_worker())
+        let own = if worker == ANSWER_ONLY {
+            0
+        } else {
+            table.ports_per_worker()
+        };
+        let cursors = (0..own)
             .map(|l| PortCursor::new(table.port_index(worker, l)))
             .collect();
         Core {
@@ -137,6 +145,12 @@ impl Core {
             rule_scratch: rules::Scratch::new(),
             dynblock: None,
         }
+    }
+
+    /// A core that only completes answers (the AF_XDP slow path): it owns
+    /// no ports and sends no query.
+    pub fn answer_only(table: Arc<InflightTable>, stats: Arc<WorkerStats>) -> Core {
+        Core::new(ANSWER_ONLY, table, stats, PortPlan::Shared)
     }
 
     /// Counts per-source rates and drops blocked sources (`[dynblock]`).
@@ -390,7 +404,9 @@ impl Core {
                 b.latency
                     .record_us(now_ns.saturating_sub(pending.sent_ns) / 1000);
                 self.stats.answers.inc();
-                if port as usize / self.table.ports_per_worker().max(1) != self.worker {
+                if self.worker != ANSWER_ONLY
+                    && port as usize / self.table.ports_per_worker().max(1) != self.worker
+                {
                     self.stats.answers_cross_worker.inc();
                 }
                 AnswerOutcome::ToClient { pending, delta }

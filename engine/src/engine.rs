@@ -21,6 +21,7 @@ use crate::dynblock::DynBlock;
 use crate::inflight::InflightTable;
 use crate::io::socket::{bind_frontend, SocketWorker};
 use crate::io::xdp::neighbours::Resolver;
+use crate::io::xdp::slow_path::SlowPath;
 use crate::io::xdp::worker::{XskSpec, XskWorker};
 use crate::io::xdp::{XdpCounters, XdpPlane};
 use crate::rules::runtime::RuntimeRules;
@@ -119,6 +120,9 @@ pub enum Io {
 pub struct Engine {
     shared: Arc<Shared>,
     stats: Vec<Arc<WorkerStats>>,
+    /// Counters of threads that count but are no worker (the AF_XDP slow
+    /// path): in every sum, in no per-worker list.
+    extra_stats: Vec<Arc<WorkerStats>>,
     table: Arc<InflightTable>,
     threads: Vec<JoinHandle<()>>,
     control: Arc<Mutex<Control>>,
@@ -282,6 +286,19 @@ impl Engine {
             bound = Some(worker.bound);
             threads.push(spawn_pinned(&cfg, w, move || worker.run())?);
         }
+        let slow_stats = Arc::new(WorkerStats::default());
+        let slow = SlowPath::new(
+            Core::answer_only(table.clone(), slow_stats.clone()),
+            shared.clone(),
+            &plane.env,
+            plane.reserved(),
+        )
+        .context("AF_XDP slow path")?;
+        threads.push(
+            std::thread::Builder::new()
+                .name("dnsrail-slow".into())
+                .spawn(move || slow.run())?,
+        );
         let attached = plane.program.lock().unwrap().attached;
         info!(
             workers,
@@ -324,6 +341,7 @@ impl Engine {
         Ok(Engine {
             shared,
             stats,
+            extra_stats: vec![slow_stats],
             table,
             threads,
             control,
@@ -473,6 +491,7 @@ impl Engine {
         Ok(Engine {
             shared,
             stats,
+            extra_stats: Vec::new(),
             table,
             threads,
             control: Arc::new(Mutex::new(Control {
@@ -626,7 +645,16 @@ impl Engine {
     }
 
     pub fn totals(&self) -> Totals {
-        Totals::of(&self.stats)
+        Totals::of(&self.counting_stats())
+    }
+
+    /// The workers' counters and those of every other counting thread.
+    pub fn counting_stats(&self) -> Vec<Arc<WorkerStats>> {
+        self.stats
+            .iter()
+            .chain(&self.extra_stats)
+            .cloned()
+            .collect()
     }
 
     /// The workers' counters, raw (the control socket's report).

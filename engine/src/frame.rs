@@ -78,6 +78,11 @@ impl FrameEnv {
             && dst_ip.is_some_and(|ip| self.src_for(ip) == Some(ip))
     }
 
+    /// The global in-flight port of UDP port `port`, if it is ours.
+    pub fn port_index(&self, port: u16) -> Option<u32> {
+        Some(self.port_of[usize::from(port)]).filter(|&p| p != u32::MAX)
+    }
+
     /// UDP port number of each global in-flight port.
     pub fn port_numbers(&self) -> &[u16] {
         &self.port_numbers

@@ -166,6 +166,9 @@ pub struct WorkerStats {
     /// Frames whose sender left the UDP checksum to the NIC (a local veth
     /// peer with TX offload): completed before forwarding.
     pub checksums_completed: Counter,
+    /// AF_XDP: answers the kernel reassembled (fragments, IP options, IPv6
+    /// extension headers) and the slow path delivered.
+    pub answers_slow_path: Counter,
     pub drops: [Counter; DropReason::COUNT],
     /// Busy in-flight slots skipped while allocating IDs.
     pub id_skips: Counter,
@@ -181,6 +184,7 @@ impl Default for WorkerStats {
             answers_cross_worker: Counter::default(),
             local_replies: Counter::default(),
             checksums_completed: Counter::default(),
+            answers_slow_path: Counter::default(),
             drops: Default::default(),
             id_skips: Counter::default(),
             frontend_queries: (0..MAX_FRONTENDS).map(|_| Counter::default()).collect(),
@@ -208,6 +212,7 @@ pub struct Totals {
     pub answers_cross_worker: u64,
     pub local_replies: u64,
     pub checksums_completed: u64,
+    pub answers_slow_path: u64,
     pub drops: Vec<(DropReason, u64)>,
     pub backend_sent: Vec<u64>,
     pub backend_answered: Vec<u64>,
@@ -231,6 +236,7 @@ impl Totals {
             t.answers_cross_worker += w.answers_cross_worker.get();
             t.local_replies += w.local_replies.get();
             t.checksums_completed += w.checksums_completed.get();
+            t.answers_slow_path += w.answers_slow_path.get();
             for (i, d) in t.drops.iter_mut().enumerate() {
                 d.1 += w.drops[i].get();
             }

@@ -42,6 +42,7 @@ pub mod rcode {
 
 pub mod qtype {
     pub const A: u16 = 1;
+    pub const TXT: u16 = 16;
     pub const AAAA: u16 = 28;
     pub const OPT: u16 = 41;
     pub const ANY: u16 = 255;

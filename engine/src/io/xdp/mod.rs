@@ -5,6 +5,7 @@
 
 pub mod neighbours;
 pub mod program;
+pub mod slow_path;
 pub mod worker;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -26,9 +27,10 @@ pub struct XdpPlane {
     pub program: Arc<Mutex<Program>>,
     pub env: Arc<FrameEnv>,
     /// One per port and family: the kernel never hands these ports to
-    /// anyone else while we use them. They receive nothing (XDP takes the
-    /// traffic first).
-    _reserved: Vec<UdpSocket>,
+    /// anyone else while we use them. They receive only what the XDP
+    /// program passes to the kernel (answers in fragments, with IP options
+    /// or IPv6 extension headers), reassembled: the slow path reads them.
+    reserved: Vec<UdpSocket>,
 }
 
 /// Binds a UDP socket to `ip:port` (0 = any free port) without reuse flags,
@@ -42,8 +44,8 @@ fn reserve(ip: IpAddr, port: u16) -> std::io::Result<UdpSocket> {
     if ip.is_ipv6() {
         s.set_only_v6(true)?;
     }
-    // Nothing should arrive here; keep the kernel from queueing much if it does.
-    let _ = s.set_recv_buffer_size(4096);
+    // Only the slow path's answers arrive here: room for a few large ones.
+    let _ = s.set_recv_buffer_size(256 * 1024);
     s.bind(&SocketAddr::new(ip, port).into())?;
     Ok(s.into())
 }
@@ -109,7 +111,7 @@ impl XdpPlane {
             iface,
             program: Arc::new(Mutex::new(program)),
             env: Arc::new(env),
-            _reserved: reserved,
+            reserved,
         })
     }
 
@@ -126,6 +128,11 @@ impl XdpPlane {
         if let Err(e) = self.program.lock().unwrap().sync_frontends(&fronts) {
             tracing::error!("cannot update the XDP frontend maps: {e:#}");
         }
+    }
+
+    /// The sockets that reserve the engine's ports (the slow path reads them).
+    pub fn reserved(&self) -> &[UdpSocket] {
+        &self.reserved
     }
 
     pub fn counters(&self) -> XdpCounters {
