@@ -3,6 +3,7 @@
 
 mod cli;
 mod dashboard;
+mod doctor;
 mod health;
 mod metrics;
 mod serve;
@@ -62,6 +63,24 @@ enum Cmd {
         /// unit); never start one.
         #[arg(long)]
         attach_only: bool,
+    },
+    /// Check a balancer host's interface before going live: driver, native
+    /// XDP and AF_XDP (tried for real), channels, RSS, IRQs, MTU, offloads,
+    /// rings, bpffs. Exits 1 when a finding would stop the engine.
+    Doctor {
+        /// The interface the engine will attach to.
+        #[arg(short, long)]
+        interface: String,
+        /// The configuration (for engine.workers and engine.cpus).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Do not attach the XDP program or bind a socket (some NICs reset
+        /// their rings when a program is attached).
+        #[arg(long)]
+        no_attach: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Engine and control process state.
     Status(ApiArgs),
@@ -137,7 +156,7 @@ fn read_arg_file(f: &str) -> anyhow::Result<String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if !matches!(args.cmd, Cmd::Check { .. }) {
+    if !matches!(args.cmd, Cmd::Check { .. } | Cmd::Doctor { .. }) {
         dnsrail_engine::logging::init();
     }
     match run(args.cmd) {
@@ -198,6 +217,26 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         } => {
             serve::run(config, !attach_only)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Doctor {
+            interface,
+            config,
+            no_attach,
+            json,
+        } => {
+            let cfg = config.as_ref().map(|p| Config::load(p)).transpose()?;
+            let findings = doctor::run(&interface, &doctor::Plan::of(cfg.as_ref()), !no_attach);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&findings)?);
+            } else {
+                print!("{}", doctor::render(&interface, &findings));
+            }
+            let fail = findings.iter().any(|x| x.level == doctor::Level::Fail);
+            Ok(if fail {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Cmd::Status(a) => {
             show(&a, &api(&a).json("GET", "/api/status")?, cli::print_status);
@@ -292,7 +331,12 @@ fn describe(cfg: &Config) -> String {
         "engine: io {:?}, workers {}, timeout {} ms\n",
         cfg.engine.io,
         if cfg.engine.workers == 0 {
-            "one per CPU".to_string()
+            match (&cfg.engine.interface, cfg.engine.io) {
+                (Some(i), io) if io != dnsrail_engine::config::IoMode::Socket => {
+                    format!("one per active receive queue of {i} (AF_XDP), else one per CPU")
+                }
+                _ => "one per CPU".to_string(),
+            }
         } else {
             cfg.engine.workers.to_string()
         },

@@ -119,7 +119,7 @@ fn bind(umem: &Umem, iface: &Interface, queue: u32, flags: BindFlags) -> anyhow:
 /// causes it was.
 fn bind_error(errno: Option<i32>, queue: u32, flags: BindFlags) -> String {
     let zc = flags.contains(BindFlags::XDP_ZEROCOPY);
-    let why = match errno {
+    match errno {
         Some(libc::EINVAL) => format!(
             "queue {queue} is not an active receive queue of the interface (see `ethtool -l`)"
         ),
@@ -139,8 +139,31 @@ fn bind_error(errno: Option<i32>, queue: u32, flags: BindFlags) -> String {
         Some(libc::ENODEV) | Some(libc::ENXIO) => "no such interface".to_string(),
         Some(n) => std::io::Error::from_raw_os_error(n).to_string(),
         None => "the AF_XDP socket could not be created".to_string(),
+    }
+}
+
+/// Binds (and closes again) an AF_XDP socket on `ifname` queue `queue` in
+/// one mode: what `dnsrailctl doctor` tries for real.
+pub fn try_bind(ifname: &str, queue: u32, zerocopy: bool) -> Result<(), String> {
+    let iface: Interface = ifname
+        .parse()
+        .map_err(|_| "bad interface name".to_string())?;
+    let ucfg = UmemConfig::builder()
+        .frame_size(FrameSize::new(FRAME_SIZE).unwrap())
+        .fill_queue_size(QueueSize::new(RING).unwrap())
+        .comp_queue_size(QueueSize::new(RING).unwrap())
+        .build()
+        .map_err(|e| format!("UMEM configuration: {e}"))?;
+    let (umem, _frames) = Umem::new(ucfg, FRAMES.try_into().unwrap(), false)
+        .map_err(|e| format!("cannot create a UMEM: {e}"))?;
+    let flags = if zerocopy {
+        BindFlags::XDP_ZEROCOPY
+    } else {
+        BindFlags::XDP_COPY
     };
-    why
+    bind(&umem, &iface, queue, flags)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 impl XskWorker {
