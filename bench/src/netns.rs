@@ -28,6 +28,20 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/netns.sh")
 }
 
+/// Reports a test that cannot run here (no root, too few CPUs) and passes:
+/// on stderr, and appended to the file `$DNSRAIL_SKIPPED` names, so that
+/// scripts/test.sh can count and list what a run did not test (libtest
+/// hides a passing test's stderr).
+pub fn skip(what: &str) {
+    eprintln!("SKIPPED: {what}");
+    if let Some(path) = std::env::var_os("DNSRAIL_SKIPPED") {
+        use std::io::Write;
+        if let Ok(mut f) = File::options().create(true).append(true).open(path) {
+            let _ = writeln!(f, "{what}");
+        }
+    }
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }

@@ -17,7 +17,7 @@ fn target_bin(name: &str) -> String {
 #[test]
 fn short_comparison_measures_every_contender_and_writes_table_and_plots() {
     if !dnsrail_bench::netns::is_root() {
-        eprintln!("SKIPPED: compare needs root (namespaces, XDP)");
+        dnsrail_bench::netns::skip("compare needs root (namespaces, XDP)");
         return;
     }
     let spec = compare::Spec {

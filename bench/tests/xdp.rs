@@ -173,7 +173,9 @@ fn two_queues_two_workers_answers_complete_across_queues() {
     // worker 1; the backends run on CPU 0, so every answer reaches worker 0,
     // which must complete queries worker 1 sent through the shared table.
     if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
-        eprintln!("SKIPPED: two CPUs needed to steer queries and answers to different queues");
+        dnsrail_bench::netns::skip(
+            "two CPUs needed to steer queries and answers to different queues",
+        );
         return;
     }
     let Some(mut topo) = Topo::up_with_queues("drx7", 2, 2) else {

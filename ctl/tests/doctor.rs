@@ -12,7 +12,7 @@ impl Ns {
     fn new(name: &'static str) -> Option<Ns> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIPPED: {name}: doctor's XDP checks need root");
+            dnsrail_bench::netns::skip(&format!("{name}: doctor's XDP checks need root"));
             return None;
         }
         let _ = Command::new("ip")

@@ -56,9 +56,10 @@ enum counter {
 	C_MAX = 4,
 };
 
+// One slot per receive queue a worker may own: engine.workers allows 256.
 struct {
 	__uint(type, BPF_MAP_TYPE_XSKMAP);
-	__uint(max_entries, 64);
+	__uint(max_entries, 256);
 	__type(key, __u32);
 	__type(value, __u32);
 } xsks SEC(".maps");

@@ -108,11 +108,36 @@ fn frame(c: &mut Criterion) {
     g.finish();
 }
 
+/// What verifying a UDP checksum costs per datagram (the frame path does it
+/// for every query and answer): a valid one, and a partial one completed.
+fn udp_check(c: &mut Criterion) {
+    use dnsrail_engine::wire::checksum::{check_udp, checksum, fold, sum_bytes};
+    let mut g = c.benchmark_group("udp_checksum_verify");
+    for len in [64usize, 512, 1232] {
+        let mut d: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+        d[4..6].copy_from_slice(&(len as u16).to_be_bytes());
+        d[6..8].fill(0);
+        let pseudo = sum_bytes(&[192, 0, 2, 53, 198, 51, 100, 7]) + 17 + len as u64;
+        let full = checksum(pseudo, &d);
+        d[6..8].copy_from_slice(&full.to_be_bytes());
+        g.throughput(Throughput::Bytes(len as u64));
+        g.bench_function(BenchmarkId::new("valid", len), |b| {
+            b.iter(|| black_box(check_udp(black_box(pseudo), black_box(&d))))
+        });
+        let mut p = d.clone();
+        p[6..8].copy_from_slice(&fold(pseudo).to_be_bytes());
+        g.bench_function(BenchmarkId::new("partial", len), |b| {
+            b.iter(|| black_box(check_udp(black_box(pseudo), black_box(&p))))
+        });
+    }
+    g.finish();
+}
+
 /// Swaps `buf[a..a+n]` and `buf[b..b+n]` without allocating.
 fn swap(buf: &mut [u8], a: usize, b: usize, n: usize) {
     let (x, y) = buf.split_at_mut(b);
     x[a..a + n].swap_with_slice(&mut y[..n]);
 }
 
-criterion_group!(benches, dgram, frame);
+criterion_group!(benches, dgram, frame, udp_check);
 criterion_main!(benches);

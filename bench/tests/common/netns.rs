@@ -51,7 +51,9 @@ impl Topo {
         env: &[(&str, &str)],
     ) -> Option<Topo> {
         if !dnsrail_bench::netns::is_root() {
-            eprintln!("SKIPPED: {prefix}: the AF_XDP tests need root (namespaces, XDP)");
+            dnsrail_bench::netns::skip(&format!(
+                "{prefix}: the AF_XDP tests need root (namespaces, XDP)"
+            ));
             return None;
         }
         // A test that failed poisons the lock; the next one still runs.
