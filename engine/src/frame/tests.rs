@@ -191,7 +191,6 @@ fn roundtrip(client: &str, vip: &str, backend: &str, bmac: Mac) {
     assert!(PORTS.contains(&out.src.port()));
     assert_eq!(out.ttl, TTL);
     assert_eq!(out.payload[2..], q[2..], "only the ID changes");
-    let sent_id = u16::from_be_bytes([out.payload[0], out.payload[1]]);
 
     let ans = answer_payload(&out.payload);
     let mut a = frame(out.dst, out.src, bmac, LOCAL_MAC, &ans);
