@@ -181,3 +181,27 @@ fn an_error_answer_without_question_reaches_the_client() {
     assert_eq!(t.answers, 4);
     assert_eq!(t.dropped(), 0);
 }
+
+/// A backend the engine cannot open a socket to (UDP connect to the
+/// broadcast address is refused without SO_BROADCAST): its queries are
+/// counted as not sent, hold no in-flight slot and charge no timeout.
+#[test]
+fn a_backend_without_sockets_is_a_counted_drop_not_a_leaked_slot() {
+    let e = engine(config(
+        "workers = 1\ntimeout_ms = 200",
+        &["127.0.0.1:0"],
+        &[("nosock", "255.255.255.255:53".parse().unwrap())],
+        "",
+    ));
+    let vip = e.frontend_addrs()[0];
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..5u16 {
+        c.send_to(&build_query(i, "x.example", 1), vip).unwrap();
+    }
+    let t = wait_for(&e, "queries counted", |t| t.queries == 5);
+    std::thread::sleep(Duration::from_millis(400)); // past the timeout
+    let t2 = e.totals();
+    assert_eq!(drops(&t, DropReason::SendFailed), 5, "{t:?}");
+    assert_eq!(t2.backend_timeouts.iter().sum::<u64>(), 0, "{t2:?}");
+    assert_eq!(e.in_flight(), 0);
+}

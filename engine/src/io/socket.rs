@@ -271,10 +271,13 @@ impl SocketWorker {
             };
             let by_port = &self.by_port;
             let buf = self.rb.buf_mut(i);
+            // A backend none of whose sockets opened cannot be sent to:
+            // refused before an in-flight slot is taken.
             let out = self.core.query(snap, id, buf, len, &client, now, |be| {
-                match by_port[usize::from(be.id) * k] {
-                    Some(_) => Ok(()),
-                    None => Err(DropReason::SendFailed),
+                let first = usize::from(be.id) * k;
+                match by_port.get(first..first + k) {
+                    Some(socks) if socks.iter().any(Option::is_some) => Ok(()),
+                    _ => Err(DropReason::SendFailed),
                 }
             });
             match out {
@@ -287,6 +290,15 @@ impl SocketWorker {
                             len: len as u32,
                             dest: None,
                         });
+                    } else {
+                        // The slot's port has no socket (one of the
+                        // backend's sockets failed to open): free the slot
+                        // now, so the backend is not charged a timeout, and
+                        // count the query as not sent.
+                        let b = self.rb.buf_mut(i);
+                        let new_id = u16::from_be_bytes([b[0], b[1]]);
+                        self.core.table().cancel(port, new_id);
+                        self.core.count_drop(DropReason::SendFailed);
                     }
                 }
                 QueryOutcome::Reply { len } => self.outs.push(Out {
