@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -23,6 +23,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::core::{AnswerOutcome, Core};
 use crate::engine::Shared;
 use crate::frame::FrameEnv;
+use crate::io::sys::Epoll;
 use crate::stats::DropReason;
 use crate::wire::{checksum, udp};
 
@@ -34,7 +35,7 @@ const MAX_DGRAM: usize = 65535;
 pub struct SlowPath {
     core: Core,
     shared: Arc<Shared>,
-    epoll: OwnedFd,
+    epoll: Epoll,
     /// The reserved sockets (duplicates: the plane keeps the reservation),
     /// with their global in-flight port.
     socks: Vec<(UdpSocket, u32)>,
@@ -73,13 +74,7 @@ impl SlowPath {
         env: &FrameEnv,
         reserved: &[UdpSocket],
     ) -> anyhow::Result<SlowPath> {
-        // SAFETY: plain epoll_create1; the descriptor is owned below.
-        let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if ep < 0 {
-            return Err(io::Error::last_os_error().into());
-        }
-        // SAFETY: ep is a fresh descriptor nobody else owns.
-        let epoll = unsafe { OwnedFd::from_raw_fd(ep) };
+        let epoll = Epoll::new()?;
         let mut socks = Vec::new();
         for s in reserved {
             let port = s.local_addr()?.port();
@@ -88,22 +83,7 @@ impl SlowPath {
             };
             let d = s.try_clone()?;
             d.set_nonblocking(true)?;
-            let mut ev = libc::epoll_event {
-                events: libc::EPOLLIN as u32,
-                u64: socks.len() as u64,
-            };
-            // SAFETY: both descriptors are open; ev is a valid event.
-            let r = unsafe {
-                libc::epoll_ctl(
-                    epoll.as_raw_fd(),
-                    libc::EPOLL_CTL_ADD,
-                    d.as_raw_fd(),
-                    &mut ev,
-                )
-            };
-            if r < 0 {
-                return Err(io::Error::last_os_error().into());
-            }
+            epoll.add(d.as_raw_fd(), socks.len() as u64)?;
             socks.push((d, global));
         }
         Ok(SlowPath {
@@ -120,16 +100,8 @@ impl SlowPath {
     pub fn run(mut self) {
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
         while !self.shared.stop.load(Ordering::Relaxed) {
-            // SAFETY: events is a valid buffer of its length.
-            let n = unsafe {
-                libc::epoll_wait(
-                    self.epoll.as_raw_fd(),
-                    events.as_mut_ptr(),
-                    events.len() as i32,
-                    WAIT_MS,
-                )
-            };
-            for ev in events.iter().take(n.max(0) as usize) {
+            let n = self.epoll.wait(&mut events, WAIT_MS);
+            for ev in events.iter().take(n) {
                 let i = ev.u64 as usize;
                 // Drain the socket: level-triggered, but one wake-up may
                 // stand for several datagrams.
