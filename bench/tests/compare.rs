@@ -64,15 +64,25 @@ fn short_comparison_measures_every_contender_and_writes_table_and_plots() {
         assert!(lat.answered > 0 && lat.p50_us.is_some(), "{what}: {lat:?}");
         assert_eq!(lat.wrong_question, 0, "{what}: wrong answers");
         let mix = row.mix.as_ref().unwrap();
-        // The mix: about a fifth of the answers wait 20 ms.
+        // The mix: about a fifth of the answers wait 20 ms, the rest come
+        // at once. Asserted as two populations, each at least a tenth, not
+        // as shares of a fixed split: on a starved 2-vCPU machine (a
+        // busy-polling contender owns one of the two CPUs) fast answers
+        // queue behind slow ones and the split moves.
         let slow: u64 = mix
             .latency
             .iter()
             .filter(|b| b.0 >= 15_000)
             .map(|b| b.1)
             .sum();
+        let fast: u64 = mix
+            .latency
+            .iter()
+            .filter(|b| b.0 < 5_000)
+            .map(|b| b.1)
+            .sum();
         assert!(
-            mix.answered > 0 && slow * 10 > mix.answered && slow * 2 < mix.answered,
+            mix.answered > 0 && slow * 10 > mix.answered && fast * 10 > mix.answered,
             "{what}: no latency mix: {mix:?}"
         );
         // The synthetic backend answers NXDOMAIN under nx.example: 1 name in 7.
