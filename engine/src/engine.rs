@@ -261,8 +261,20 @@ impl Engine {
         let dynblock =
             (cfg.dynblock.qps > 0).then(|| Arc::new(DynBlock::new(cfg.dynblock.clone())));
 
+        // Set up (the fallible part) before any thread starts.
+        let slow_stats = Arc::new(WorkerStats::default());
+        let slow = SlowPath::new(
+            Core::answer_only(table.clone(), slow_stats.clone()),
+            shared.clone(),
+            &plane.env,
+            plane.reserved(),
+        )
+        .context("AF_XDP slow path")?;
+        // Every socket is bound before any thread starts: a queue that
+        // refuses its bind (and `io = "auto"` then falling back to sockets)
+        // leaves no worker running behind.
         let mut stats = Vec::new();
-        let mut threads = Vec::new();
+        let mut bound_workers = Vec::new();
         let mut bound = None;
         for w in 0..workers {
             let st = Arc::new(WorkerStats::default());
@@ -284,21 +296,14 @@ impl Engine {
             let worker = XskWorker::new(core, shared.clone(), plane.env.clone(), &spec)?;
             plane.add_socket(w as u32, worker.fd())?;
             bound = Some(worker.bound);
+            bound_workers.push(worker);
+        }
+        let mut threads = vec![std::thread::Builder::new()
+            .name("dnsrail-slow".into())
+            .spawn(move || slow.run())?];
+        for (w, worker) in bound_workers.into_iter().enumerate() {
             threads.push(spawn_pinned(&cfg, w, move || worker.run())?);
         }
-        let slow_stats = Arc::new(WorkerStats::default());
-        let slow = SlowPath::new(
-            Core::answer_only(table.clone(), slow_stats.clone()),
-            shared.clone(),
-            &plane.env,
-            plane.reserved(),
-        )
-        .context("AF_XDP slow path")?;
-        threads.push(
-            std::thread::Builder::new()
-                .name("dnsrail-slow".into())
-                .spawn(move || slow.run())?,
-        );
         let attached = plane.program.lock().unwrap().attached;
         info!(
             workers,
@@ -384,11 +389,13 @@ impl Engine {
                     // Addresses come and go (a VIP moved here by another
                     // tool): wildcard frontends follow them.
                     let addrs = Some(crate::io::iface::addresses(&ifname));
-                    if addrs != control.lock().unwrap().overrides.local_addrs {
+                    {
                         let mut c = control.lock().unwrap();
-                        info!(interface = %ifname, addresses = ?addrs, "interface addresses changed");
-                        c.overrides.local_addrs = addrs;
-                        c.publish(&shared);
+                        if addrs != c.overrides.local_addrs {
+                            info!(interface = %ifname, addresses = ?addrs, "interface addresses changed");
+                            c.overrides.local_addrs = addrs;
+                            c.publish(&shared);
+                        }
                     }
                     let known = control
                         .lock()

@@ -166,11 +166,8 @@ fn parse(frame: &[u8]) -> Result<Parsed, DropReason> {
 /// forward a partial checksum, and the receiver's kernel drop it.
 fn verify_udp(frame: &mut [u8], p: &Parsed, stats: &WorkerStats) -> Result<(), DropReason> {
     let udp_len = (p.payload_len + udp::HEADER_LEN) as u16;
-    let pseudo = if p.v6 {
-        ipv6::Packet::new_checked(&frame[IP_OFF..])?.pseudo_header_sum(udp_len)
-    } else {
-        ipv4::Packet::new_checked(&frame[IP_OFF..])?.pseudo_header_sum(udp_len)
-    };
+    // From the addresses parse() already read: no second look at the IP header.
+    let pseudo = checksum::pseudo_header(p.src.ip(), p.dst.ip(), ipv4::PROTO_UDP, udp_len);
     let end = p.udp_off + usize::from(udp_len);
     match checksum::check_udp(pseudo, &frame[p.udp_off..end]) {
         UdpCheck::Valid => Ok(()),
@@ -300,10 +297,12 @@ impl Core {
             Ok(p) => p,
             Err(r) => return self.frame_drop(r),
         };
-        let port = env.port_of[usize::from(p.dst.port())];
-        if port == u32::MAX || env.src_for(p.dst.ip()) != Some(p.dst.ip()) {
+        let Some(port) = env
+            .port_index(p.dst.port())
+            .filter(|_| env.src_for(p.dst.ip()) == Some(p.dst.ip()))
+        else {
             return self.frame_drop(DropReason::NotOurs);
-        }
+        };
         if let Err(r) = verify_udp(frame, &p, self.stats()) {
             return self.frame_drop(r);
         }

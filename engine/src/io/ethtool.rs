@@ -15,14 +15,12 @@ const SIOCETHTOOL: libc::c_ulong = 0x8946;
 const ETHTOOL_GDRVINFO: u32 = 0x03;
 const ETHTOOL_GRINGPARAM: u32 = 0x10;
 const ETHTOOL_GSTRINGS: u32 = 0x1b;
-const ETHTOOL_GFLAGS: u32 = 0x25;
 const ETHTOOL_GRXFH: u32 = 0x29;
 const ETHTOOL_GSSET_INFO: u32 = 0x37;
 const ETHTOOL_GFEATURES: u32 = 0x3a;
 const ETHTOOL_GCHANNELS: u32 = 0x3c;
 const ETH_SS_FEATURES: u32 = 4;
 const ETH_GSTRING_LEN: usize = 32;
-const ETH_FLAG_LRO: u32 = 1 << 15;
 
 /// Flow types of ETHTOOL_GRXFH.
 pub const UDP_V4_FLOW: u32 = 0x02;
@@ -221,14 +219,6 @@ impl Ethtool {
         Ok(r.data)
     }
 
-    /// Whether LRO is on (the legacy flags word: every driver that has LRO
-    /// reports it there).
-    pub fn lro(&self, ifname: &str) -> io::Result<bool> {
-        let mut v: [u32; 2] = [ETHTOOL_GFLAGS, 0];
-        self.ask(ifname, &mut v)?;
-        Ok(v[1] & ETH_FLAG_LRO != 0)
-    }
-
     /// Active offload features by name (`ethtool -k`, the ones that are on).
     pub fn features(&self, ifname: &str) -> io::Result<Vec<String>> {
         // ethtool_sset_info: cmd, reserved, sset_mask (u64), data[1].
@@ -266,14 +256,13 @@ impl Ethtool {
     }
 }
 
-/// Receive queues in use on `ifname`: from the driver's channels, else (a
-/// driver without ETHTOOL_GCHANNELS) the `rx-*` entries in sysfs, else 1.
-/// Also says where the number came from, for the log.
-pub fn active_rx_queues(ifname: &str) -> (u32, &'static str) {
-    if let Ok(c) = Ethtool::open().and_then(|e| e.channels(ifname)) {
-        if c.active_rx() > 0 {
-            return (c.active_rx(), "ethtool channels");
-        }
+/// Receive queues in use on `ifname`: from the driver's channels (as
+/// [`Ethtool::channels`] read them), else (a driver without
+/// ETHTOOL_GCHANNELS) the `rx-*` entries in sysfs, else 1. Also says where
+/// the number came from, for the log.
+pub fn active_rx_queues(ifname: &str, channels: Option<&Channels>) -> (u32, &'static str) {
+    if let Some(c) = channels.filter(|c| c.active_rx() > 0) {
+        return (c.active_rx(), "ethtool channels");
     }
     let dir = format!("/sys/class/net/{ifname}/queues");
     if let Ok(rd) = std::fs::read_dir(dir) {
@@ -327,6 +316,6 @@ mod tests {
         assert!(e.channels("").is_err());
         assert!(e.channels("a-name-longer-than-ifnamsiz").is_err());
         assert!(e.channels("drnosuch0").is_err());
-        assert_eq!(active_rx_queues("drnosuch0").0, 1);
+        assert_eq!(active_rx_queues("drnosuch0", None).0, 1);
     }
 }

@@ -41,7 +41,8 @@ impl Iface {
         let mac = link
             .mac
             .with_context(|| format!("{name} has no Ethernet address"))?;
-        let (rx_queues, rx_queues_from) = active_rx_queues(name);
+        let channels = Ethtool::open().and_then(|e| e.channels(name)).ok();
+        let (rx_queues, rx_queues_from) = active_rx_queues(name, channels.as_ref());
         Ok(Iface {
             name: name.to_string(),
             index,
@@ -49,7 +50,7 @@ impl Iface {
             rx_queues,
             rx_queues_from,
             rx_allocated: link.rx_allocated,
-            channels: Ethtool::open().and_then(|e| e.channels(name)).ok(),
+            channels,
             mtu: link.mtu,
             addrs: addresses(name),
         })
@@ -61,11 +62,6 @@ impl Iface {
             Some(c) => c.set_command(&self.name, n),
             None => format!("ethtool -L {} combined {n}", self.name),
         }
-    }
-
-    /// Re-reads the interface's addresses (they may change while we run).
-    pub fn refresh_addrs(&mut self) {
-        self.addrs = addresses(&self.name);
     }
 
     /// The address the engine sends to backends from, per family: the

@@ -166,16 +166,7 @@ impl SlowPath {
         self.pkt.extend_from_slice(&len.to_be_bytes());
         self.pkt.extend_from_slice(&[0, 0]);
         self.pkt.extend_from_slice(&self.buf[..n]);
-        let pseudo = match (src.ip(), dst.ip()) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => {
-                checksum::sum_bytes(&s.octets()) + checksum::sum_bytes(&d.octets())
-            }
-            (IpAddr::V6(s), IpAddr::V6(d)) => {
-                checksum::sum_bytes(&s.octets()) + checksum::sum_bytes(&d.octets())
-            }
-            _ => unreachable!("families checked by the caller"),
-        } + 17
-            + u64::from(len);
+        let pseudo = checksum::pseudo_header(src.ip(), dst.ip(), 17, len);
         let c = match checksum::checksum(pseudo, &self.pkt) {
             0 => 0xffff,
             c => c,
