@@ -151,6 +151,9 @@ pub struct Health {
     fail_streak: u32,
     pub last: ProbeResult,
     pub changes: u64,
+    /// Why it is in its state: `health`, `passive` (probes confirmed what
+    /// live traffic suggested), `icmp` or `silent` (the engine took it out).
+    pub reason: &'static str,
 }
 
 impl Default for Health {
@@ -164,11 +167,26 @@ impl Default for Health {
             fail_streak: 0,
             last: ProbeResult::Ok,
             changes: 0,
+            reason: "health",
         }
     }
 }
 
 impl Health {
+    /// The engine took the backend out (`reason`): down now, and back only
+    /// after `rise` successful probes from here on. True if it was up.
+    pub fn eject(&mut self, reason: &'static str) -> bool {
+        self.ok_streak = 0;
+        if !self.up {
+            return false;
+        }
+        self.up = false;
+        self.fail_streak = 0;
+        self.changes += 1;
+        self.reason = reason;
+        true
+    }
+
     /// Records a probe; returns the new state when it changed.
     pub fn observe(&mut self, r: ProbeResult, rise: u32, fall: u32) -> Option<bool> {
         let ok = r.ok();
@@ -179,6 +197,7 @@ impl Health {
             if !self.up && self.ok_streak >= rise.max(1) {
                 self.up = true;
                 self.changes += 1;
+                self.reason = "health";
                 return Some(true);
             }
         } else {
@@ -187,6 +206,7 @@ impl Health {
             if self.up && self.fail_streak >= fall.max(1) {
                 self.up = false;
                 self.changes += 1;
+                self.reason = "health";
                 return Some(false);
             }
         }
@@ -326,6 +346,22 @@ mod tests {
         assert_eq!(h.observe(ProbeResult::Timeout, 2, 3), None, "already down");
         assert_eq!(h.observe(ProbeResult::Ok, 2, 3), None);
         assert_eq!(h.observe(ProbeResult::Ok, 2, 3), Some(true));
+        assert_eq!(h.changes, 2);
+    }
+
+    #[test]
+    fn an_engine_ejection_needs_rise_successes_to_come_back() {
+        let mut h = Health::default();
+        assert_eq!(h.observe(ProbeResult::Ok, 2, 3), None);
+        assert!(h.eject("icmp"));
+        assert!(!h.up);
+        assert_eq!(h.reason, "icmp");
+        assert!(!h.eject("silent"), "already down");
+        assert_eq!(h.reason, "icmp");
+        // The success before the ejection does not count toward rise.
+        assert_eq!(h.observe(ProbeResult::Ok, 2, 3), None);
+        assert_eq!(h.observe(ProbeResult::Ok, 2, 3), Some(true));
+        assert_eq!(h.reason, "health");
         assert_eq!(h.changes, 2);
     }
 

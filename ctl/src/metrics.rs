@@ -15,6 +15,8 @@ pub struct CtlView<'a> {
     pub health: &'a HashMap<String, Health>,
     pub passive: &'a HashMap<String, crate::health::Passive>,
     pub health_checks: &'a HashMap<(String, bool), u64>,
+    /// (backend, "up"/"down", reason) → transitions.
+    pub transitions: &'a HashMap<(String, &'static str, &'static str), u64>,
     pub tcp: &'a crate::tcp::TcpCounters,
 }
 
@@ -103,6 +105,21 @@ pub fn render(r: Option<&Report>, v: &CtlView<'_>) -> String {
         let _ = writeln!(
             o,
             "dnsrail_health_checks_total{{backend=\"{}\",result=\"{res}\"}} {c}",
+            esc(n)
+        );
+    }
+    head(
+        &mut o,
+        "dnsrail_backend_transitions_total",
+        "counter",
+        "Backend state changes by direction and reason: health, passive (probes confirmed a suspect), icmp or silent (the engine took it out), operator (drain).",
+    );
+    let mut tr: Vec<_> = v.transitions.iter().collect();
+    tr.sort();
+    for ((n, to, why), c) in tr {
+        let _ = writeln!(
+            o,
+            "dnsrail_backend_transitions_total{{backend=\"{}\",to=\"{to}\",reason=\"{why}\"}} {c}",
             esc(n)
         );
     }
@@ -202,6 +219,20 @@ pub fn render(r: Option<&Report>, v: &CtlView<'_>) -> String {
     let _ = writeln!(o, "dnsrail_answers_slow_path_total {}", r.answers_slow_path);
     head(
         &mut o,
+        "dnsrail_icmp_errors_total",
+        "counter",
+        "ICMP destination unreachable messages matched to a waiting query.",
+    );
+    let _ = writeln!(o, "dnsrail_icmp_errors_total {}", r.icmp_errors);
+    head(
+        &mut o,
+        "dnsrail_redispatched_total",
+        "counter",
+        "Queries re-sent to another backend after an ICMP error quoted them.",
+    );
+    let _ = writeln!(o, "dnsrail_redispatched_total {}", r.redispatched);
+    head(
+        &mut o,
         "dnsrail_local_replies_total",
         "counter",
         "Replies the engine built itself.",
@@ -237,6 +268,35 @@ pub fn render(r: Option<&Report>, v: &CtlView<'_>) -> String {
             u8::from(b.usable)
         );
     }
+    head(
+        &mut o,
+        "dnsrail_backend_ejected",
+        "gauge",
+        "1 while the engine has taken the backend out (ICMP, silence), until health checks readmit it.",
+    );
+    for b in &r.backends {
+        let _ = writeln!(
+            o,
+            "dnsrail_backend_ejected{{backend=\"{}\"}} {}",
+            esc(&b.name),
+            u8::from(b.ejected.is_some())
+        );
+    }
+    head(
+        &mut o,
+        "dnsrail_backend_ejections_total",
+        "counter",
+        "Times the engine took the backend out, by reason.",
+    );
+    for b in &r.backends {
+        for (why, c) in &b.ejections {
+            let _ = writeln!(
+                o,
+                "dnsrail_backend_ejections_total{{backend=\"{}\",reason=\"{why}\"}} {c}",
+                esc(&b.name)
+            );
+        }
+    }
     for (metric, help, get) in [
         (
             "dnsrail_backend_sent_total",
@@ -255,7 +315,7 @@ pub fn render(r: Option<&Report>, v: &CtlView<'_>) -> String {
         ),
         (
             "dnsrail_backend_errors_total",
-            "Send errors toward the backend.",
+            "Send errors and ICMP errors toward the backend.",
             |b| b.errors,
         ),
     ] {
@@ -365,6 +425,13 @@ pub fn render(r: Option<&Report>, v: &CtlView<'_>) -> String {
             "Packets the XDP program left to the kernel.",
         );
         let _ = writeln!(o, "dnsrail_xdp_passed_total {}", x.passed);
+        head(
+            &mut o,
+            "dnsrail_xdp_icmp_total",
+            "counter",
+            "XDP: ICMP errors quoting one of the engine's queries, sent to the workers.",
+        );
+        let _ = writeln!(o, "dnsrail_xdp_icmp_total {}", x.icmp);
     }
     o
 }
@@ -387,6 +454,8 @@ mod tests {
         };
         let empty = HashMap::new();
         let (passive, checks) = (HashMap::new(), HashMap::new());
+        let mut transitions = HashMap::new();
+        transitions.insert(("r1".to_string(), "down", "icmp"), 2);
         let tcp = crate::tcp::TcpCounters::default();
         let text = render(
             Some(&r),
@@ -396,8 +465,15 @@ mod tests {
                 health: &empty,
                 passive: &passive,
                 health_checks: &checks,
+                transitions: &transitions,
                 tcp: &tcp,
             },
+        );
+        assert!(
+            text.contains(
+                "dnsrail_backend_transitions_total{backend=\"r1\",to=\"down\",reason=\"icmp\"} 2\n"
+            ),
+            "{text}"
         );
         assert!(
             text.contains("dnsrail_rule_hits_total{rule=\"block\\\"x\",source=\"runtime\"} 3\n"),

@@ -33,6 +33,8 @@ pub struct Ctl {
     pub link: Arc<EngineLink>,
     token: String,
     pub health_checks: Mutex<HashMap<(String, bool), u64>>,
+    /// Backend state changes: (backend, "up"/"down", reason) → count.
+    pub transitions: Mutex<HashMap<(String, &'static str, &'static str), u64>>,
     pub tcp: Arc<TcpCounters>,
     rr: AtomicUsize,
     started: Instant,
@@ -62,6 +64,16 @@ impl Picker for Ctl {
 }
 
 impl Ctl {
+    /// Counts a backend's transition for `/metrics`.
+    pub fn transition(&self, backend: &str, to: &'static str, reason: &'static str) {
+        *self
+            .transitions
+            .lock()
+            .unwrap()
+            .entry((backend.to_string(), to, reason))
+            .or_default() += 1;
+    }
+
     fn backend_names(&self) -> Vec<String> {
         self.config
             .read()
@@ -159,6 +171,7 @@ pub fn run(config_path: PathBuf, spawn: bool) -> anyhow::Result<()> {
         link: link.clone(),
         token,
         health_checks: Mutex::new(HashMap::new()),
+        transitions: Mutex::new(HashMap::new()),
         tcp: Arc::new(TcpCounters::default()),
         rr: AtomicUsize::new(0),
         started: Instant::now(),
@@ -306,36 +319,47 @@ async fn health_loop(ctl: Arc<Ctl>, spec: ProbeSpec, stop: Arc<AtomicBool>) {
             let mut hc = ctl.health_checks.lock().unwrap();
             for (name, r) in results {
                 *hc.entry((name.clone(), r.ok())).or_default() += 1;
+                let suspect = d.passive.get(&name).is_some_and(|p| p.suspect);
                 let h = d.health.entry(name.clone()).or_default();
                 if let Some(up) = h.observe(r.clone(), rise, fall) {
                     if up {
-                        info!(backend = %name, "backend UP (health check)");
+                        info!(backend = %name, reason = "health", "backend UP (health checks: {rise} successes)");
                     } else {
-                        warn!(backend = %name, last = %r, "backend DOWN (health check)");
+                        // Faster probing of a suspect confirmed what live
+                        // traffic showed: say so.
+                        h.reason = if suspect { "passive" } else { "health" };
+                        warn!(backend = %name, reason = h.reason, last = %r, "backend DOWN (health check)");
                     }
-                    changed.push(name);
+                    changed.push((name, up, h.reason));
                 }
             }
         }
-        for name in changed {
+        for (name, up, reason) in changed {
+            ctl.transition(&name, if up { "up" } else { "down" }, reason);
             let link = ctl.link.clone();
             let _ = tokio::task::spawn_blocking(move || {
-                if let Err(e) = link.push_backend(&name) {
+                // Coming up after `rise` successes readmits a backend the
+                // engine took out.
+                if let Err(e) = link.push_backend(&name, up) {
                     warn!(backend = %name, "cannot push health state to the engine: {e:#}");
                 }
             })
             .await;
         }
-        if now.duration_since(last_passive) >= interval {
+        // The engine's own verdicts every tick (they count toward rise from
+        // here); passive health every interval.
+        let passive = now.duration_since(last_passive) >= interval;
+        if passive {
             last_passive = now;
-            passive_sample(&ctl).await;
         }
+        engine_sample(&ctl, passive).await;
         tokio::time::sleep_until(now + tick).await;
     }
 }
 
-/// One passive-health sample from the engine's counters.
-async fn passive_sample(ctl: &Arc<Ctl>) {
+/// The engine's report: backends it took out (down in ctl too, until
+/// `rise` probes succeed) and, when `passive`, a passive-health sample.
+async fn engine_sample(ctl: &Arc<Ctl>, passive: bool) {
     let link = ctl.link.clone();
     let Ok(Ok(r)) = tokio::task::spawn_blocking(move || {
         let r = link.call(&Request::Summary)?;
@@ -347,6 +371,19 @@ async fn passive_sample(ctl: &Arc<Ctl>) {
     };
     let mut d = ctl.link.desired.lock().unwrap();
     for b in &r.backends {
+        if let Some(why) = b.ejected.as_deref() {
+            let reason = match why {
+                "icmp" => "icmp",
+                _ => "silent",
+            };
+            if d.health.entry(b.name.clone()).or_default().eject(reason) {
+                warn!(backend = %b.name, reason, "backend DOWN (taken out by the engine); back after the health checks' rise successes");
+                ctl.transition(&b.name, "down", reason);
+            }
+        }
+        if !passive {
+            continue;
+        }
         let bad = b.timeouts + b.rcodes.get("SERVFAIL").copied().unwrap_or(0);
         let p = d.passive.entry(b.name.clone()).or_default();
         match p.observe(b.sent, bad) {
@@ -475,6 +512,8 @@ async fn backends(State(ctl): State<Arc<Ctl>>) -> Response {
             "name": name,
             "address": Config::backend_addr(b).to_string(),
             "health": h.map_or("unknown", |h| if h.up { "up" } else { "down" }),
+            "reason": h.map(|h| h.reason),
+            "ejected": eng.and_then(|e| e.ejected.clone()),
             "last_probe": h.map(|h| h.last.to_string()),
             "suspect": d.passive.get(name).is_some_and(|p| p.suspect),
             "drained": d.drained.get(name).copied().unwrap_or(false),
@@ -509,10 +548,14 @@ async fn backend_action(
         let mut d = ctl.link.desired.lock().unwrap();
         match action.as_str() {
             "drain" => {
-                d.drained.insert(name.clone(), true);
+                if d.drained.insert(name.clone(), true) != Some(true) {
+                    ctl.transition(&name, "down", "operator");
+                }
             }
             "undrain" => {
-                d.drained.insert(name.clone(), false);
+                if d.drained.insert(name.clone(), false) == Some(true) {
+                    ctl.transition(&name, "up", "operator");
+                }
             }
             "weight" => match q.value {
                 Some(w) if w <= 1_000_000 => {
@@ -531,7 +574,7 @@ async fn backend_action(
     info!(backend = %name, %action, value = ?q.value, "operator change");
     let link = ctl.link.clone();
     let n = name.clone();
-    match blocking(move || link.push_backend(&n)).await {
+    match blocking(move || link.push_backend(&n, false)).await {
         Ok(()) => Json(json!({ "ok": true, "backend": name, "action": action })).into_response(),
         // Kept in ctl's desired state: pushed when the engine is back.
         Err(e) => err(
@@ -614,6 +657,7 @@ async fn metrics(State(ctl): State<Arc<Ctl>>) -> Response {
     let report = blocking(move || link.stats()).await.ok();
     let d = ctl.link.desired.lock().unwrap();
     let hc = ctl.health_checks.lock().unwrap();
+    let tr = ctl.transitions.lock().unwrap();
     let text = crate::metrics::render(
         report.as_ref(),
         &crate::metrics::CtlView {
@@ -622,6 +666,7 @@ async fn metrics(State(ctl): State<Arc<Ctl>>) -> Response {
             health: &d.health,
             passive: &d.passive,
             health_checks: &hc,
+            transitions: &tr,
             tcp: &ctl.tcp,
         },
     );

@@ -92,8 +92,9 @@ impl EngineLink {
             .ok_or_else(|| anyhow::anyhow!("engine: {}", r.error.unwrap_or_default()))
     }
 
-    /// Sends one backend's desired state.
-    pub fn push_backend(&self, name: &str) -> anyhow::Result<()> {
+    /// Sends one backend's desired state; `readmit`: health checks just
+    /// brought it back, so the engine lets it in if it had taken it out.
+    pub fn push_backend(&self, name: &str, readmit: bool) -> anyhow::Result<()> {
         let req = {
             let d = self.desired.lock().unwrap();
             Request::SetBackend {
@@ -101,6 +102,7 @@ impl EngineLink {
                 up: d.health.get(name).map(|h| h.up),
                 drained: d.drained.get(name).copied(),
                 weight: d.weight.get(name).copied(),
+                readmit,
             }
         };
         let r = self.call(&req)?;
@@ -135,7 +137,7 @@ impl EngineLink {
             }
         }
         for n in names {
-            if let Err(e) = self.push_backend(n) {
+            if let Err(e) = self.push_backend(n, false) {
                 warn!(backend = %n, "cannot push backend state: {e:#}");
             }
         }

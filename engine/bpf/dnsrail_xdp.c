@@ -6,8 +6,11 @@
 //   * UDP to a frontend (VIP:port, IPv4/IPv6; address 0 = any local address)
 //   * UDP to one of the engine's backend-side ports on the engine's own
 //     source address (answers from backends)
+//   * ICMP / ICMPv6 destination unreachable (not ICMP "fragmentation
+//     needed") quoting a UDP datagram from the engine's source address and
+//     one of its ports: a backend that died, for failover and re-dispatch
 //
-// go to userspace. ARP, ND, ICMP, TCP (TCP/53 is ctl's), fragments, IPv6
+// go to userspace. ARP, ND, all other ICMP, TCP (TCP/53 is ctl's), fragments, IPv6
 // extension headers, VLAN-tagged frames and anything else stay on the kernel
 // path, so a dead engine, or a queue without a socket, never black-holes the
 // host. Sources in the block tries are dropped here, before userspace.
@@ -53,7 +56,8 @@ enum counter {
 	C_ANSWER = 1,  // redirected: to a backend-side port
 	C_BLOCKED = 2, // dropped: source in a block trie
 	C_PASS = 3,    // passed to the kernel
-	C_MAX = 4,
+	C_ICMP = 4,    // redirected: ICMP error quoting one of our queries
+	C_MAX = 5,
 };
 
 // One slot per receive queue a worker may own: engine.workers allows 256.
@@ -138,13 +142,58 @@ static __always_inline int is_our_port(__u16 port_be)
 	return v && *v;
 }
 
+// From linux/icmp.h and linux/icmpv6.h, which pull in libc headers a BPF
+// target cannot build.
+#define ICMP_DEST_UNREACH 3
+#define ICMP_FRAG_NEEDED 4
+#define ICMPV6_DEST_UNREACH 1
+
+// The first 8 bytes of an ICMP or ICMPv6 message.
+struct icmp_head {
+	__u8 type;
+	__u8 code;
+	__u16 checksum;
+	__u32 rest;
+};
+
+static __always_inline struct local_addrs *local_addrs(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&local, &zero);
+}
+
+// ICMP destination unreachable whose quote is UDP from our source address
+// and one of our ports: the engine takes the backend out and re-sends the
+// quoted query. Everything else stays the kernel's.
+static __always_inline int icmp4(struct xdp_md *ctx, struct iphdr *ip, void *end)
+{
+	struct icmp_head *ic = (void *)(ip + 1);
+	if ((void *)(ic + 1) > end || ic->type != ICMP_DEST_UNREACH ||
+	    ic->code == ICMP_FRAG_NEEDED)
+		return count(C_PASS, XDP_PASS);
+	struct iphdr *q = (void *)(ic + 1);
+	if ((void *)(q + 1) > end || q->ihl != 5 || q->protocol != IPPROTO_UDP)
+		return count(C_PASS, XDP_PASS);
+	struct udphdr *qu = (void *)(q + 1);
+	if ((void *)(qu + 1) > end)
+		return count(C_PASS, XDP_PASS);
+	struct local_addrs *l = local_addrs();
+	if (l && l->v4 && l->v4 == q->saddr && is_our_port(qu->source))
+		return to_socket(ctx, C_ICMP);
+	return count(C_PASS, XDP_PASS);
+}
+
 static __always_inline int v4(struct xdp_md *ctx, void *data, void *end)
 {
 	struct iphdr *ip = data;
-	if ((void *)(ip + 1) > end || ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
+	if ((void *)(ip + 1) > end || ip->ihl != 5)
 		return count(C_PASS, XDP_PASS);
 	// Fragments (MF set or an offset) go to the kernel for reassembly.
 	if (ip->frag_off & bpf_htons(0x3fff))
+		return count(C_PASS, XDP_PASS);
+	if (ip->protocol == IPPROTO_ICMP)
+		return icmp4(ctx, ip, end);
+	if (ip->protocol != IPPROTO_UDP)
 		return count(C_PASS, XDP_PASS);
 	struct lpm4_key bk = {.prefixlen = 32, .addr = ip->saddr};
 	if (bpf_map_lookup_elem(&block4, &bk))
@@ -177,10 +226,32 @@ static __always_inline int nonzero16(const __u8 *a)
 	return (x[0] | x[1] | x[2] | x[3]) != 0;
 }
 
+static __always_inline int icmp6(struct xdp_md *ctx, struct ipv6hdr *ip, void *end)
+{
+	struct icmp_head *ic = (void *)(ip + 1);
+	if ((void *)(ic + 1) > end || ic->type != ICMPV6_DEST_UNREACH)
+		return count(C_PASS, XDP_PASS);
+	struct ipv6hdr *q = (void *)(ic + 1);
+	if ((void *)(q + 1) > end || q->nexthdr != IPPROTO_UDP)
+		return count(C_PASS, XDP_PASS);
+	struct udphdr *qu = (void *)(q + 1);
+	if ((void *)(qu + 1) > end)
+		return count(C_PASS, XDP_PASS);
+	struct local_addrs *l = local_addrs();
+	if (l && nonzero16(l->v6) && same16(l->v6, (const __u8 *)&q->saddr) &&
+	    is_our_port(qu->source))
+		return to_socket(ctx, C_ICMP);
+	return count(C_PASS, XDP_PASS);
+}
+
 static __always_inline int v6(struct xdp_md *ctx, void *data, void *end)
 {
 	struct ipv6hdr *ip = data;
-	if ((void *)(ip + 1) > end || ip->nexthdr != IPPROTO_UDP)
+	if ((void *)(ip + 1) > end)
+		return count(C_PASS, XDP_PASS);
+	if (ip->nexthdr == IPPROTO_ICMPV6)
+		return icmp6(ctx, ip, end);
+	if (ip->nexthdr != IPPROTO_UDP)
 		return count(C_PASS, XDP_PASS);
 	struct lpm6_key bk = {.prefixlen = 128};
 	__builtin_memcpy(bk.addr, &ip->saddr, 16);

@@ -33,6 +33,9 @@ pub struct Config {
     pub pools: BTreeMap<String, PoolConfig>,
     #[serde(default)]
     pub health: HealthConfig,
+    /// What the engine does on its own when a backend dies under load.
+    #[serde(default)]
+    pub failover: FailoverConfig,
     /// The control process (`dnsrailctl serve`).
     #[serde(default)]
     pub ctl: CtlConfig,
@@ -279,6 +282,35 @@ impl Default for HealthConfig {
             query_name: "a.root-servers.net.".into(),
             query_type: "A".into(),
             fail_rcodes: vec!["SERVFAIL".into()],
+        }
+    }
+}
+
+/// `[failover]`: the engine's own, immediate reaction to a dying backend
+/// (health checks still decide when it comes back).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FailoverConfig {
+    /// Take a backend out on an ICMP destination unreachable (or
+    /// ECONNREFUSED) that quotes one of our queries to it.
+    pub icmp: bool,
+    /// AF_XDP: send the query an ICMP message quotes to another backend.
+    pub redispatch: bool,
+    /// Take a backend out after this long with a query outstanding and no
+    /// answer at all while a pool peer answers; 0 = off.
+    pub dead_after_ms: u64,
+    /// With no control process attached (no health checks to bring it
+    /// back), an ejected backend is let in again after this long.
+    pub standalone_hold_ms: u64,
+}
+
+impl Default for FailoverConfig {
+    fn default() -> Self {
+        FailoverConfig {
+            icmp: true,
+            redispatch: true,
+            dead_after_ms: 100,
+            standalone_hold_ms: 5000,
         }
     }
 }
@@ -540,6 +572,22 @@ impl Config {
         }
         if !(1..=60_000).contains(&e.timeout_ms) {
             return Err(whole("engine.timeout_ms", "must be 1 to 60000".into()));
+        }
+        let f = &self.failover;
+        if f.dead_after_ms != 0 && !(10..e.timeout_ms).contains(&f.dead_after_ms) {
+            return Err(whole(
+                "failover.dead_after_ms",
+                format!(
+                    "must be 0 (off) or from 10 to below engine.timeout_ms ({})",
+                    e.timeout_ms
+                ),
+            ));
+        }
+        if !(100..=3_600_000).contains(&f.standalone_hold_ms) {
+            return Err(whole(
+                "failover.standalone_hold_ms",
+                "must be 100 to 3600000".into(),
+            ));
         }
         if e.edns_max_payload != 0 && e.edns_max_payload < 512 {
             return Err(whole(

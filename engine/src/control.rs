@@ -21,12 +21,13 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::fate::Ejection;
 use crate::stats::{bucket_floor, DropReason, HIST_BUCKETS};
 
 /// Raised when a message changes shape (2: `Report::rules` carries each
-/// rule's source), so that a ctl and an engine of different builds refuse
+/// rule's source; 3: backends the engine takes out itself, `readmit`), so that a ctl and an engine of different builds refuse
 /// each other at hello instead of failing on every report.
-pub const PROTOCOL: u32 = 2;
+pub const PROTOCOL: u32 = 3;
 
 /// Longest request line accepted (a runtime rule set is the longest).
 const MAX_LINE: usize = 16 << 20;
@@ -49,6 +50,11 @@ pub enum Request {
         drained: Option<bool>,
         #[serde(default)]
         weight: Option<u32>,
+        /// Health checks counted `rise` successes: let the backend back in
+        /// if the engine took it out (ICMP, silence). `up` alone does not,
+        /// so a ctl pushing its state after an attach readmits nothing.
+        #[serde(default)]
+        readmit: bool,
     },
     /// Re-read a configuration file (default: the one the engine runs).
     Reload {
@@ -135,6 +141,12 @@ pub struct BackendReport {
     /// AF_XDP: next hop resolved.
     pub reachable: bool,
     pub usable: bool,
+    /// Why the engine took it out ("icmp", "silent"), while it is out.
+    #[serde(default)]
+    pub ejected: Option<String>,
+    /// Times the engine took it out, per reason.
+    #[serde(default)]
+    pub ejections: BTreeMap<String, u64>,
     pub sent: u64,
     pub answered: u64,
     pub timeouts: u64,
@@ -171,6 +183,12 @@ pub struct Report {
     /// AF_XDP: answers delivered by the slow path (reassembled by the kernel).
     #[serde(default)]
     pub answers_slow_path: u64,
+    /// ICMP destination unreachable messages matched to a waiting query.
+    #[serde(default)]
+    pub icmp_errors: u64,
+    /// Queries re-sent to another backend after an ICMP error.
+    #[serde(default)]
+    pub redispatched: u64,
     pub in_flight: u64,
     /// Every drop reason, zero included (stable series for metrics).
     pub drops: BTreeMap<String, u64>,
@@ -204,6 +222,8 @@ pub struct XdpReport {
     pub answers: u64,
     pub blocked: u64,
     pub passed: u64,
+    #[serde(default)]
+    pub icmp: u64,
 }
 
 const RCODES: [&str; 16] = [
@@ -283,6 +303,11 @@ pub fn report(e: &Engine, started: Instant, with_rules: bool) -> Report {
                 drained: b.drained,
                 reachable: b.reachable,
                 usable: b.usable(),
+                ejected: e.fate().ejected(b.id).map(|w| w.name().to_string()),
+                ejections: Ejection::ALL
+                    .iter()
+                    .map(|&w| (w.name().to_string(), e.fate().count(b.id, w)))
+                    .collect(),
                 sent: bs(&|s| s.sent.get()),
                 answered: bs(&|s| s.answered.get()),
                 timeouts: bs(&|s| s.timeouts.get()),
@@ -304,6 +329,8 @@ pub fn report(e: &Engine, started: Instant, with_rules: bool) -> Report {
         local_replies: sum(&|w| w.local_replies.get()),
         checksums_completed: sum(&|w| w.checksums_completed.get()),
         answers_slow_path: sum(&|w| w.answers_slow_path.get()),
+        icmp_errors: sum(&|w| w.icmp_errors.get()),
+        redispatched: sum(&|w| w.redispatched.get()),
         in_flight: e.in_flight(),
         drops,
         frontends,
@@ -337,6 +364,7 @@ pub fn report(e: &Engine, started: Instant, with_rules: bool) -> Report {
             answers: x.answers,
             blocked: x.blocked,
             passed: x.passed,
+            icmp: x.icmp,
         }),
     }
 }
@@ -363,9 +391,15 @@ pub fn handle(e: &Engine, req: Request, config_path: &str, started: Instant) -> 
             up,
             drained,
             weight,
+            readmit,
         } => {
             if !e.snapshot().live_backends().any(|b| b.name == name) {
                 return Response::err(format!("no backend named {name:?}"));
+            }
+            if readmit {
+                if let Some(why) = e.readmit(&name) {
+                    info!(backend = %name, was = why.name(), "backend readmitted: health checks counted rise successes");
+                }
             }
             e.update_overrides(|o| {
                 if let Some(up) = up {
@@ -509,6 +543,16 @@ fn serve_conn(conn: UnixStream, engine: Weak<Engine>, config_path: String, start
     };
     let mut reader = BufReader::new(conn);
     let mut line = String::new();
+    // A connection that said hello is a control process until it closes.
+    struct Controller(Option<Weak<Engine>>);
+    impl Drop for Controller {
+        fn drop(&mut self) {
+            if let Some(e) = self.0.take().and_then(|w| w.upgrade()) {
+                e.controller(false);
+            }
+        }
+    }
+    let mut controller = Controller(None);
     loop {
         line.clear();
         match std::io::Read::take(&mut reader, MAX_LINE as u64 + 1).read_line(&mut line) {
@@ -523,7 +567,13 @@ fn serve_conn(conn: UnixStream, engine: Weak<Engine>, config_path: String, start
             match serde_json::from_str::<Request>(line.trim_end()) {
                 Err(e) => Response::err(format!("bad request: {e}")),
                 Ok(req) => match engine.upgrade() {
-                    Some(e) => handle(&e, req, &config_path, started),
+                    Some(e) => {
+                        if req == Request::Hello && controller.0.is_none() {
+                            e.controller(true);
+                            controller.0 = Some(engine.clone());
+                        }
+                        handle(&e, req, &config_path, started)
+                    }
                     None => Response::err("engine stopping"),
                 },
             }
@@ -596,6 +646,7 @@ mod tests {
             up: Some(false),
             drained: None,
             weight: Some(3),
+            readmit: true,
         };
         let t = serde_json::to_string(&r).unwrap();
         assert!(t.contains("\"op\":\"set_backend\""), "{t}");

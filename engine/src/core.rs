@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use crate::config::WhenAllDown;
 use crate::dynblock::{DynBlock, RateTable};
+use crate::fate::{Ejection, Fate, Silence};
 use crate::hash;
 use crate::inflight::{InflightTable, Pending, PortCursor, Reject};
-use crate::policy::{Key, PickState};
+use crate::policy::{next_rand, Key, PickState};
 use crate::rules::{self, Action};
-use crate::snapshot::{Backend, BackendId, Mac, Snapshot};
+use crate::snapshot::{Backend, BackendId, Mac, Pool, Snapshot};
 use crate::stats::{DropReason, WorkerStats};
 use crate::wire::checksum::Delta;
 use crate::wire::dns::{self, rcode, Header};
@@ -59,6 +60,23 @@ pub enum QueryOutcome {
     Reply {
         len: usize,
     },
+    Drop(DropReason),
+}
+
+/// What became of a query an ICMP error quoted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum IcmpOutcome {
+    /// Re-dispatched: the quoted message carries a new in-flight ID; send
+    /// it to `backend` from `port`.
+    Forward {
+        backend: BackendId,
+        port: u32,
+        delta: Delta,
+    },
+    /// The query's slot was freed without an answer (counted under the
+    /// reason): the quote was cut short, re-dispatch is off, or no other
+    /// backend can take it.
+    Released(DropReason),
     Drop(DropReason),
 }
 
@@ -115,6 +133,9 @@ pub struct Core {
     rule_scratch: rules::Scratch,
     /// Dynamic blocks: the shared list and this worker's rate table.
     dynblock: Option<(Arc<DynBlock>, Box<RateTable>)>,
+    /// Backends the engine took out, and this worker's silence watch.
+    fate: Arc<Fate>,
+    silence: Silence,
 }
 
 impl Core {
@@ -144,7 +165,19 @@ impl Core {
             generation: u64::MAX,
             rule_scratch: rules::Scratch::new(),
             dynblock: None,
+            fate: Arc::new(Fate::default()),
+            silence: Silence::default(),
         }
+    }
+
+    /// Shares the engine's backend verdicts (a core alone keeps its own).
+    pub fn with_fate(mut self, f: Arc<Fate>) -> Core {
+        self.fate = f;
+        self
+    }
+
+    pub fn fate(&self) -> &Arc<Fate> {
+        &self.fate
     }
 
     /// A core that only completes answers (the AF_XDP slow path): it owns
@@ -306,9 +339,18 @@ impl Core {
             key_hash,
             |b| table.outstanding(worker, b),
         );
-        let Some(backend) = picked else {
+        let Some(mut backend) = picked else {
             return self.dropped(DropReason::NoBackend);
         };
+        // Taken out by the engine since this snapshot was built: the next
+        // usable member takes the query until the new snapshot is in.
+        // (`when_all_down = "any"` sends anyway, ejected or not.)
+        if !pool.active.is_empty() && self.fate.is_ejected(backend) {
+            match self.fallback_pick(snap, pool, None, &reachable) {
+                Some(b) => backend = b,
+                None => return self.dropped(DropReason::NoBackend),
+            }
+        }
         let Some(be) = snap.backend(backend) else {
             return self.dropped(DropReason::NoBackend);
         };
@@ -323,9 +365,30 @@ impl Core {
             orig_id,
             backend,
             frontend,
+            pool: pool_idx as u16,
             qhash,
             sent_ns: now_ns,
         };
+        match self.send(&pending, msg) {
+            Some((port, mut delta)) => {
+                if snap.edns_max != 0 {
+                    delta.add(dns::clamp_edns(msg, &q, snap.edns_max));
+                }
+                QueryOutcome::Forward {
+                    backend,
+                    port,
+                    delta,
+                }
+            }
+            None => self.dropped(DropReason::InflightFull),
+        }
+    }
+
+    /// Takes an in-flight slot for `pending` on one of this worker's ports
+    /// toward its backend and stamps its ID into `msg`: the port and the
+    /// checksum change, or `None` when every port is full.
+    fn send(&mut self, pending: &Pending, msg: &mut [u8]) -> Option<(u32, Delta)> {
+        let backend = pending.backend;
         let (first, count) = match self.plan {
             PortPlan::PerBackend { per_backend } => (u32::from(backend) * per_backend, per_backend),
             PortPlan::Shared => (0, self.cursors.len() as u32),
@@ -337,25 +400,161 @@ impl Core {
             let Some(cur) = self.cursors.get_mut(local) else {
                 break;
             };
-            let (id, skipped) = self.table.alloc(cur, &pending);
+            let (id, skipped) = self.table.alloc(cur, pending);
             if skipped > 0 {
                 self.stats.id_skips.add(u64::from(skipped));
             }
             if let Some(id) = id {
                 let port = cur.port;
-                let mut delta = Header::new_checked(&mut *msg).unwrap().set_id(id);
-                if snap.edns_max != 0 {
-                    delta.add(dns::clamp_edns(msg, &q, snap.edns_max));
-                }
+                let delta = Header::new_checked(&mut *msg).unwrap().set_id(id);
                 self.stats.backends[usize::from(backend)].sent.inc();
-                return QueryOutcome::Forward {
+                let was_idle = self.table.outstanding(self.worker, backend) <= 1;
+                self.silence
+                    .sent(&self.fate, backend, pending.sent_ns, was_idle);
+                return Some((port, delta));
+            }
+        }
+        None
+    }
+
+    /// A usable member of `pool` other than `exclude`, not taken out by the
+    /// engine and reachable, from a random start: for the moments between
+    /// an ejection and the snapshot that reflects it, and for re-dispatch.
+    fn fallback_pick(
+        &mut self,
+        snap: &Snapshot,
+        pool: &Pool,
+        exclude: Option<BackendId>,
+        reachable: &impl Fn(&Backend) -> Result<(), DropReason>,
+    ) -> Option<BackendId> {
+        let n = pool.members.len();
+        if n == 0 {
+            return None;
+        }
+        let start = next_rand(&mut self.rng) as usize % n;
+        (0..n).map(|k| pool.members[(start + k) % n]).find(|&b| {
+            Some(b) != exclude
+                && !self.fate.is_ejected(b)
+                && snap
+                    .backend(b)
+                    .is_some_and(|be| be.usable() && reachable(be).is_ok())
+        })
+    }
+
+    /// An ICMP destination unreachable quoted one of our queries: the
+    /// quote's DNS message is `quote` (`complete`: the whole datagram, not
+    /// cut short) and it left on in-flight port `port`. `source_ok` checks
+    /// the quoted destination against the slot's backend. The backend is
+    /// taken out at once and the query re-sent to another member of its
+    /// pool, so the client still gets its answer.
+    #[allow(clippy::too_many_arguments)]
+    pub fn icmp_error(
+        &mut self,
+        snap: &Snapshot,
+        port: u32,
+        quote: &mut [u8],
+        complete: bool,
+        now_ns: u64,
+        source_ok: impl Fn(BackendId) -> bool,
+        reachable: impl Fn(&Backend) -> Result<(), DropReason>,
+    ) -> IcmpOutcome {
+        let Ok(h) = Header::new_checked(&*quote) else {
+            return self.dropped_icmp(DropReason::IcmpQuoteShort);
+        };
+        if h.is_response() {
+            return self.dropped_icmp(DropReason::IcmpUnmatched);
+        }
+        let id = h.id();
+        // The question proves the quote is of our query; a quote cut before
+        // its end is matched on port, ID and backend alone.
+        let qhash = match dns::parse_question(quote) {
+            Ok(q) => Some(hash::question_hash(
+                hash::name_hash(NAME_SEED, q.name(quote)),
+                q.qtype,
+                q.qclass,
+            )),
+            Err(WireError::Truncated) if !complete => None,
+            Err(_) => return self.dropped_icmp(DropReason::IcmpUnmatched),
+        };
+        let Ok(p) = self.table.complete(port, id, qhash, source_ok) else {
+            return self.dropped_icmp(DropReason::IcmpUnmatched);
+        };
+        self.stats.icmp_errors.inc();
+        self.stats.backends[usize::from(p.backend)].errors.inc();
+        if snap.icmp_failover {
+            self.fate.eject(p.backend, Ejection::Icmp, now_ns);
+        }
+        if !complete || qhash.is_none() {
+            return self.released(DropReason::IcmpQuoteShort);
+        }
+        if !snap.redispatch {
+            return self.released(DropReason::RedispatchOff);
+        }
+        let Some(pool) = snap.pools.get(usize::from(p.pool)) else {
+            return self.released(DropReason::RedispatchFailed);
+        };
+        let Some(backend) = self.fallback_pick(snap, pool, Some(p.backend), &reachable) else {
+            return self.released(DropReason::RedispatchFailed);
+        };
+        let again = Pending {
+            backend,
+            sent_ns: now_ns,
+            ..p
+        };
+        match self.send(&again, quote) {
+            Some((port, delta)) => {
+                self.stats.redispatched.inc();
+                IcmpOutcome::Forward {
                     backend,
                     port,
                     delta,
-                };
+                }
+            }
+            None => self.released(DropReason::RedispatchFailed),
+        }
+    }
+
+    /// The kernel reported a backend's host unreachable on a connected
+    /// socket (ECONNREFUSED: ICMP port unreachable): take it out.
+    pub fn backend_refused(&self, snap: &Snapshot, backend: BackendId, now_ns: u64) {
+        self.stats.backends[usize::from(backend)].errors.inc();
+        if snap.icmp_failover {
+            self.fate.eject(backend, Ejection::Icmp, now_ns);
+        }
+    }
+
+    /// The silence rule over this worker's queries: a usable backend with
+    /// a query waiting since `dead_after` and no answer since, while a peer
+    /// in one of its pools answered within `dead_after`, is taken out.
+    pub fn check_silence(&mut self, snap: &Snapshot, now_ns: u64) {
+        let dead_after = snap.dead_after_ns;
+        if dead_after == 0 {
+            return;
+        }
+        for be in snap.live_backends() {
+            let b = be.id;
+            if !be.usable() || self.fate.is_ejected(b) {
+                continue;
+            }
+            let waiting = self.table.outstanding(self.worker, b);
+            if !self
+                .silence
+                .silent(&self.fate, b, waiting, now_ns, dead_after)
+            {
+                continue;
+            }
+            let fate = &self.fate;
+            let peer_answers = snap.pools.iter().any(|p| {
+                p.members.contains(&b)
+                    && p.members.iter().any(|&c| {
+                        let la = fate.last_answer(c);
+                        c != b && la != 0 && now_ns.saturating_sub(la) < dead_after
+                    })
+            });
+            if peer_answers {
+                fate.eject(b, Ejection::Silent, now_ns);
             }
         }
-        self.dropped(DropReason::InflightFull)
     }
 
     /// A backend's answer arrived on in-flight port `port` (global index).
@@ -398,6 +597,7 @@ impl Core {
                 let delta = Header::new_checked(&mut *msg)
                     .unwrap()
                     .set_id(pending.orig_id);
+                self.fate.answered(pending.backend, now_ns);
                 let b = &self.stats.backends[usize::from(pending.backend)];
                 b.answered.inc();
                 b.rcodes[usize::from(rc)].inc();
@@ -442,6 +642,16 @@ impl Core {
     fn dropped(&self, r: DropReason) -> QueryOutcome {
         self.stats.count_drop(r);
         QueryOutcome::Drop(r)
+    }
+
+    fn dropped_icmp(&self, r: DropReason) -> IcmpOutcome {
+        self.stats.count_drop(r);
+        IcmpOutcome::Drop(r)
+    }
+
+    fn released(&self, r: DropReason) -> IcmpOutcome {
+        self.stats.count_drop(r);
+        IcmpOutcome::Released(r)
     }
 
     #[inline]

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 use crate::config::{Config, IoMode};
 use crate::core::{Core, PortPlan};
 use crate::dynblock::DynBlock;
+use crate::fate::{Ejection, Fate};
 use crate::inflight::InflightTable;
 use crate::io::socket::{bind_frontend, SocketWorker};
 use crate::io::xdp::neighbours::Resolver;
@@ -33,6 +34,12 @@ use crate::stats::{Totals, WorkerStats};
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub stop: AtomicBool,
+    /// Backends the engine took out on its own (ICMP, silence).
+    pub fate: Arc<Fate>,
+    /// Control processes attached (said hello, still connected): while
+    /// there is none, nothing would readmit an ejected backend, so the
+    /// engine does after `failover.standalone_hold_ms`.
+    pub controllers: AtomicUsize,
     epoch: Instant,
 }
 
@@ -192,10 +199,66 @@ fn spawn_blocker(
         })?)
 }
 
+/// The fate thread: turns the workers' ejections into a snapshot without
+/// the backend and a log line, and with no control process attached lets
+/// a backend back in after `failover.standalone_hold_ms` (nothing else
+/// would). Woken by the worker that ejects; else looks every 100 ms.
+fn spawn_fate(shared: Arc<Shared>, control: Arc<Mutex<Control>>) -> anyhow::Result<JoinHandle<()>> {
+    let fate = shared.fate.clone();
+    let t = std::thread::Builder::new()
+        .name("dnsrail-fate".into())
+        .spawn(move || {
+            let fate = shared.fate.clone();
+            let mut seen = u64::MAX;
+            while !shared.stop.load(Ordering::Relaxed) {
+                let snap = shared.snapshot.load_full();
+                for (b, why) in fate.take_log() {
+                    let name = snap.backend(b).map_or("?", |be| be.name.as_str());
+                    warn!(backend = %name, reason = why.name(), "backend DOWN ({}); taken out by the engine until health checks bring it back", match why {
+                        Ejection::Icmp => "icmp: its host reports the DNS port unreachable",
+                        Ejection::Silent => "silent: no answer to queries outstanding past failover.dead_after_ms while its peers answer",
+                    });
+                }
+                let hold_ns = control.lock().unwrap().config.failover.standalone_hold_ms * 1_000_000;
+                if shared.controllers.load(Ordering::Relaxed) == 0 {
+                    let now = shared.now_ns();
+                    for be in snap.live_backends() {
+                        if fate
+                            .ejected_at(be.id)
+                            .is_some_and(|t| now.saturating_sub(t) >= hold_ns)
+                        {
+                            if let Some(why) = fate.readmit(be.id) {
+                                info!(backend = %be.name, reason = why.name(), "backend readmitted: no control process attached, failover.standalone_hold_ms elapsed");
+                            }
+                        }
+                    }
+                }
+                let changes = fate.changes();
+                if changes != seen {
+                    seen = changes;
+                    let mut c = control.lock().unwrap();
+                    let ejected: HashMap<String, Ejection> = snap
+                        .live_backends()
+                        .filter_map(|be| Some((be.name.clone(), fate.ejected(be.id)?)))
+                        .collect();
+                    if ejected != c.overrides.ejected {
+                        c.overrides.ejected = ejected;
+                        c.publish(&shared);
+                    }
+                }
+                std::thread::park_timeout(Duration::from_millis(100));
+            }
+        })?;
+    fate.set_waker(t.thread().clone());
+    Ok(t)
+}
+
 fn new_shared(snap: Snapshot) -> Arc<Shared> {
     Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(snap),
         stop: AtomicBool::new(false),
+        fate: Arc::new(Fate::default()),
+        controllers: AtomicUsize::new(0),
         epoch: Instant::now(),
     })
 }
@@ -264,7 +327,7 @@ impl Engine {
         // Set up (the fallible part) before any thread starts.
         let slow_stats = Arc::new(WorkerStats::default());
         let slow = SlowPath::new(
-            Core::answer_only(table.clone(), slow_stats.clone()),
+            Core::answer_only(table.clone(), slow_stats.clone()).with_fate(shared.fate.clone()),
             shared.clone(),
             &plane.env,
             plane.reserved(),
@@ -282,7 +345,8 @@ impl Engine {
             for l in 0..per_worker {
                 table.ensure_port(table.port_index(w, l));
             }
-            let mut core = Core::new(w, table.clone(), st, PortPlan::Shared);
+            let mut core =
+                Core::new(w, table.clone(), st, PortPlan::Shared).with_fate(shared.fate.clone());
             if let Some(d) = &dynblock {
                 core = core.with_dynblock(d.clone());
             }
@@ -336,6 +400,7 @@ impl Engine {
             shared.clone(),
             control.clone(),
         )?);
+        threads.push(spawn_fate(shared.clone(), control.clone())?);
         if let Some(d) = &dynblock {
             threads.push(spawn_blocker(
                 d.clone(),
@@ -472,7 +537,8 @@ impl Engine {
             };
             let st = Arc::new(WorkerStats::default());
             stats.push(st.clone());
-            let mut core = Core::new(w, table.clone(), st, PortPlan::PerBackend { per_backend });
+            let mut core = Core::new(w, table.clone(), st, PortPlan::PerBackend { per_backend })
+                .with_fate(shared.fate.clone());
             if let Some(d) = &dynblock {
                 core = core.with_dynblock(d.clone());
             }
@@ -495,24 +561,26 @@ impl Engine {
             backends = snap.live_backends().count(),
             "engine started"
         );
+        let control = Arc::new(Mutex::new(Control {
+            config: cfg,
+            registry,
+            overrides,
+            generation: 1,
+            resolved,
+            xdp: None,
+            retired: Vec::new(),
+            runtime: RuntimeRules::default(),
+            runtime_compiled: None,
+            workers,
+        }));
+        threads.push(spawn_fate(shared.clone(), control.clone())?);
         Ok(Engine {
             shared,
             stats,
             extra_stats: Vec::new(),
             table,
             threads,
-            control: Arc::new(Mutex::new(Control {
-                config: cfg,
-                registry,
-                overrides,
-                generation: 1,
-                resolved,
-                xdp: None,
-                retired: Vec::new(),
-                runtime: RuntimeRules::default(),
-                runtime_compiled: None,
-                workers,
-            })),
+            control,
             xdp: None,
             dynblock,
         })
@@ -645,6 +713,32 @@ impl Engine {
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.shared.snapshot.load_full()
+    }
+
+    /// Lets a backend the engine took out back in (ctl's health checks
+    /// counted `rise` successes). Returns the reason it was out for.
+    pub fn readmit(&self, name: &str) -> Option<Ejection> {
+        let snap = self.snapshot();
+        let be = snap.live_backends().find(|b| b.name == name)?;
+        let why = self.shared.fate.readmit(be.id);
+        let mut c = self.control.lock().unwrap();
+        if c.overrides.ejected.remove(name).is_some() || why.is_some() {
+            c.publish(&self.shared);
+        }
+        why
+    }
+
+    pub fn fate(&self) -> &Arc<Fate> {
+        &self.shared.fate
+    }
+
+    /// A control process attached (`true`) or went away.
+    pub fn controller(&self, attached: bool) {
+        if attached {
+            self.shared.controllers.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.shared.controllers.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     pub fn frontend_addrs(&self) -> Vec<SocketAddr> {

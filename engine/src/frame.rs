@@ -9,7 +9,9 @@ use crate::snapshot::{Mac, Snapshot};
 use crate::stats::DropReason;
 use crate::stats::WorkerStats;
 use crate::wire::checksum::{self, Delta, UdpCheck};
-use crate::wire::{ether, ipv4, ipv6, udp};
+use crate::wire::{ether, icmp, ipv4, ipv6, udp};
+
+mod unreachable;
 
 /// TTL / hop limit of every packet the engine sends: the client must not see
 /// the hop count of the backend leg, nor the backend the client's.
@@ -78,6 +80,26 @@ impl FrameEnv {
             && dst_ip.is_some_and(|ip| self.src_for(ip) == Some(ip))
     }
 
+    /// What a received frame is, from a peek at its headers: ICMP(v6)
+    /// (the XDP program sends only destination unreachable quoting our
+    /// ports), an answer, or else a query.
+    #[inline]
+    pub fn kind(&self, frame: &[u8]) -> FrameKind {
+        let ethertype = frame.get(12..14).map(|b| u16::from_be_bytes([b[0], b[1]]));
+        let icmp = match ethertype {
+            Some(ether::ETHERTYPE_IPV4) => frame.get(IP_OFF + 9) == Some(&icmp::PROTO_ICMP),
+            Some(ether::ETHERTYPE_IPV6) => frame.get(IP_OFF + 6) == Some(&icmp::NEXT_ICMPV6),
+            _ => false,
+        };
+        if icmp {
+            FrameKind::Icmp
+        } else if self.is_answer(frame) {
+            FrameKind::Answer
+        } else {
+            FrameKind::Query
+        }
+    }
+
     /// The global in-flight port of UDP port `port`, if it is ours.
     pub fn port_index(&self, port: u16) -> Option<u32> {
         Some(self.port_of[usize::from(port)]).filter(|&p| p != u32::MAX)
@@ -94,6 +116,13 @@ impl FrameEnv {
             IpAddr::V6(_) => self.src_v6.map(IpAddr::V6),
         }
     }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameKind {
+    Query,
+    Answer,
+    Icmp,
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -49,6 +49,9 @@ pub struct Pending {
     pub orig_id: u16,
     pub backend: BackendId,
     pub frontend: u16,
+    /// The pool the backend was picked from (a rule may route away from
+    /// the frontend's): a re-dispatch picks from it again.
+    pub pool: u16,
     pub qhash: u32,
     pub sent_ns: u64,
 }
@@ -63,6 +66,7 @@ struct Slot {
     meta: AtomicU64,
     /// client MAC | FLAG_V4
     mac: AtomicU64,
+    /// qhash | pool << 32
     qhash: AtomicU64,
     sent: AtomicU64,
 }
@@ -86,7 +90,8 @@ impl Slot {
         let mut mac = [0u8; 8];
         mac[2..].copy_from_slice(&p.client_mac);
         self.mac.store(u64::from_be_bytes(mac) | v4, r);
-        self.qhash.store(u64::from(p.qhash), r);
+        self.qhash
+            .store(u64::from(p.qhash) | u64::from(p.pool) << 32, r);
         self.sent.store(p.sent_ns, r);
     }
 
@@ -104,6 +109,7 @@ impl Slot {
             IpAddr::V6(v6)
         };
         let mb = mac.to_be_bytes();
+        let qp = self.qhash.load(r);
         Pending {
             client_ip,
             client_port: meta as u16,
@@ -111,7 +117,8 @@ impl Slot {
             backend: (meta >> 32) as u16,
             frontend: (meta >> 48) as u16,
             client_mac: mb[2..].try_into().unwrap(),
-            qhash: self.qhash.load(r) as u32,
+            pool: (qp >> 32) as u16,
+            qhash: qp as u32,
             sent_ns: self.sent.load(r),
         }
     }
@@ -439,6 +446,7 @@ mod tests {
             orig_id: 0xabcd,
             backend,
             frontend: 1,
+            pool: 2,
             qhash,
             sent_ns: sent,
         }

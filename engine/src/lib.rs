@@ -12,6 +12,7 @@ pub mod control;
 pub mod core;
 pub mod dynblock;
 pub mod engine;
+pub mod fate;
 pub mod frame;
 pub mod hash;
 pub mod inflight;

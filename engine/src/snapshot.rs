@@ -7,6 +7,7 @@
 //! answer for a query sent before a reload still finds its client.
 
 use crate::config::{Config, WhenAllDown};
+use crate::fate::Ejection;
 use crate::policy::{Member, PolicyKind, Selector};
 use crate::rules::RuleSet;
 use std::collections::HashMap;
@@ -34,6 +35,9 @@ pub struct Backend {
     pub up: bool,
     /// Drained by an operator: no new queries, answers still accepted.
     pub drained: bool,
+    /// Taken out by the engine itself (ICMP, silence) until the control
+    /// process readmits it: not `up` meanwhile.
+    pub ejected: Option<Ejection>,
 }
 
 impl Backend {
@@ -76,6 +80,8 @@ pub struct Overrides {
     /// sent to, and a query to an address the host does not own is not
     /// ours. `None` on the socket data plane, where the kernel does both.
     pub local_addrs: Option<Vec<IpAddr>>,
+    /// Backends the engine took out (`fate`), by name.
+    pub ejected: HashMap<String, Ejection>,
 }
 
 /// Stable ids by name / listen address. Ids are only recycled when the
@@ -131,6 +137,10 @@ pub struct Snapshot {
     /// address: their answers to queries sent before the reload are still
     /// accepted (frame mode checks the source against this too).
     pub retired: Vec<(BackendId, SocketAddr)>,
+    /// `[failover]`: silence window (0 = off), act on ICMP, re-dispatch.
+    pub dead_after_ns: u64,
+    pub icmp_failover: bool,
+    pub redispatch: bool,
 }
 
 /// The addresses frontends listen on, with their pool: as configured, a
@@ -188,7 +198,9 @@ impl Snapshot {
                 order: b.order,
                 reachable: ov.neighbours.is_none() || mac.is_some(),
                 mac,
-                up: !ov.down.get(&name).copied().unwrap_or(false),
+                up: !ov.down.get(&name).copied().unwrap_or(false)
+                    && !ov.ejected.contains_key(&name),
+                ejected: ov.ejected.get(&name).copied(),
                 drained: ov.drained.get(&name).copied().unwrap_or(false),
                 name,
             });
@@ -270,6 +282,9 @@ impl Snapshot {
             runtime_rules: Arc::new(RuleSet::empty()),
             edns_max: cfg.engine.edns_max_payload,
             retired: Vec::new(),
+            dead_after_ns: cfg.failover.dead_after_ms * 1_000_000,
+            icmp_failover: cfg.failover.icmp,
+            redispatch: cfg.failover.redispatch,
         }
     }
 

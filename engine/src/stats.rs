@@ -77,6 +77,10 @@ drop_reasons! {
     DynBlocked => "dyn_blocked", "Source in the dynamic block list (before XDP took it over, or on the socket data plane).";
     BadChecksum => "bad_udp_checksum", "UDP checksum wrong (a corrupt datagram), and not a sender's partial checksum either.";
     Udp6ZeroChecksum => "udp6_zero_checksum", "UDP over IPv6 with checksum 0, which RFC 8200 forbids.";
+    IcmpUnmatched => "icmp_unmatched", "ICMP error quoting no query of ours still waiting (answered, timed out, or forged).";
+    IcmpQuoteShort => "icmp_quote_short", "ICMP error whose quote ends before the query does: the backend is taken out, the query given up.";
+    RedispatchOff => "redispatch_off", "Query an ICMP error quoted, given up because failover.redispatch is off.";
+    RedispatchFailed => "redispatch_failed", "Query an ICMP error quoted that no other usable backend could take (or no free ID).";
 }
 
 /// Log-linear latency histogram in microseconds: exact below 16 µs, then
@@ -169,6 +173,10 @@ pub struct WorkerStats {
     /// AF_XDP: answers the kernel reassembled (fragments, IP options, IPv6
     /// extension headers) and the slow path delivered.
     pub answers_slow_path: Counter,
+    /// ICMP destination unreachable messages matched to a waiting query.
+    pub icmp_errors: Counter,
+    /// Queries re-sent to another backend after an ICMP error.
+    pub redispatched: Counter,
     pub drops: [Counter; DropReason::COUNT],
     /// Busy in-flight slots skipped while allocating IDs.
     pub id_skips: Counter,
@@ -185,7 +193,9 @@ impl Default for WorkerStats {
             local_replies: Counter::default(),
             checksums_completed: Counter::default(),
             answers_slow_path: Counter::default(),
-            drops: Default::default(),
+            icmp_errors: Counter::default(),
+            redispatched: Counter::default(),
+            drops: std::array::from_fn(|_| Counter::default()),
             id_skips: Counter::default(),
             frontend_queries: (0..MAX_FRONTENDS).map(|_| Counter::default()).collect(),
             backends: (0..MAX_BACKENDS).map(|_| BackendStats::default()).collect(),
@@ -213,6 +223,8 @@ pub struct Totals {
     pub local_replies: u64,
     pub checksums_completed: u64,
     pub answers_slow_path: u64,
+    pub icmp_errors: u64,
+    pub redispatched: u64,
     pub drops: Vec<(DropReason, u64)>,
     pub backend_sent: Vec<u64>,
     pub backend_answered: Vec<u64>,
@@ -237,6 +249,8 @@ impl Totals {
             t.local_replies += w.local_replies.get();
             t.checksums_completed += w.checksums_completed.get();
             t.answers_slow_path += w.answers_slow_path.get();
+            t.icmp_errors += w.icmp_errors.get();
+            t.redispatched += w.redispatched.get();
             for (i, d) in t.drops.iter_mut().enumerate() {
                 d.1 += w.drops[i].get();
             }

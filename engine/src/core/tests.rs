@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::Config;
+use crate::fate::Ejection;
 use crate::snapshot::{Overrides, Registry};
 use crate::wire::dns::build_query;
 
@@ -72,4 +73,127 @@ fn an_answer_completed_by_another_worker_is_counted_as_crossing() {
     assert!(matches!(out, AnswerOutcome::ToClient { .. }), "{out:?}");
     assert_eq!(b.stats().answers.get(), 2);
     assert_eq!(b.stats().answers_cross_worker.get(), 1);
+}
+
+/// A worker over two backends, round robin.
+fn pair() -> (Snapshot, Core) {
+    let cfg = Config::parse(
+        r#"
+[[frontend]]
+listen = "192.0.2.53:53"
+[[backend]]
+name = "b1"
+address = "10.9.0.11:53"
+[[backend]]
+name = "b2"
+address = "10.9.0.12:53"
+"#,
+        "test",
+    )
+    .unwrap();
+    let snap = Snapshot::build(&cfg, &mut Registry::default(), &Overrides::default(), 1);
+    let table = Arc::new(InflightTable::new(1, 2));
+    for p in 0..2 {
+        table.ensure_port(p);
+    }
+    let mut c = Core::new(0, table, Arc::new(WorkerStats::default()), PortPlan::Shared);
+    c.begin_batch(&snap);
+    (snap, c)
+}
+
+/// One query at `now`: the backend it went to, its answer and port.
+fn send_at(snap: &Snapshot, c: &mut Core, now: u64) -> (BackendId, Vec<u8>, u32) {
+    let client = Client {
+        ip: "198.51.100.7".parse().unwrap(),
+        port: 5353,
+        mac: [0; 6],
+    };
+    let q = build_query(0x1234, "www.example.com", 1);
+    let mut buf = q.clone();
+    buf.resize(512, 0);
+    let QueryOutcome::Forward { backend, port, .. } =
+        c.query(snap, 0, &mut buf, q.len(), &client, now, |_| Ok(()))
+    else {
+        panic!("forwarded");
+    };
+    let mut answer = buf[..q.len()].to_vec();
+    answer[2] |= 0x80;
+    (backend, answer, port)
+}
+
+/// Runs 1 s of traffic, 2 queries a millisecond; `answer_after(backend,
+/// i)` says when (ns after sending) the i-th query to a backend is
+/// answered, `None` = never. Returns the ejections seen.
+fn traffic(answer_after: impl Fn(BackendId, u64) -> Option<u64>) -> Vec<(BackendId, Ejection)> {
+    let (snap, mut c) = pair();
+    let ms = 1_000_000u64;
+    let mut due: Vec<(u64, BackendId, Vec<u8>, u32)> = Vec::new();
+    let mut n = [0u64; 2];
+    for t in 1..=1000u64 {
+        let now = t * ms;
+        due.sort_by_key(|d| d.0);
+        while due.first().is_some_and(|d| d.0 <= now) {
+            let (_, b, mut a, port) = due.remove(0);
+            let out = c.answer(&mut a, port, now, |x| x == b);
+            assert!(matches!(out, AnswerOutcome::ToClient { .. }), "{out:?}");
+        }
+        for _ in 0..2 {
+            let (b, a, port) = send_at(&snap, &mut c, now);
+            let i = n[usize::from(b)];
+            n[usize::from(b)] += 1;
+            if let Some(after) = answer_after(b, i) {
+                due.push((now + after, b, a, port));
+            }
+        }
+        c.check_silence(&snap, now);
+    }
+    c.fate().take_log()
+}
+
+#[test]
+fn a_silent_backend_is_taken_out_after_dead_after() {
+    let out = traffic(|b, _| (b == 1).then_some(200_000));
+    assert_eq!(out, vec![(0, Ejection::Silent)]);
+}
+
+#[test]
+fn a_slow_backend_that_answers_stays_in() {
+    // b1: a fifth of its answers after 20 ms, the rest at once.
+    let out = traffic(|b, i| {
+        Some(if b == 0 && i % 5 == 0 {
+            20_000_000
+        } else {
+            300_000
+        })
+    });
+    assert!(out.is_empty(), "{out:?}");
+}
+
+#[test]
+fn silence_everywhere_is_no_backend_s_fault() {
+    // Nobody answers (our own link is down): nobody is taken out.
+    let out = traffic(|_, _| None);
+    assert!(out.is_empty(), "{out:?}");
+}
+
+#[test]
+fn an_ejected_backend_is_passed_over_before_the_next_snapshot() {
+    let (snap, mut c) = pair();
+    c.fate().eject(0, Ejection::Icmp, 1);
+    for t in 0..20 {
+        assert_eq!(send_at(&snap, &mut c, t).0, 1);
+    }
+    // With every member out, the pool has nothing to offer.
+    c.fate().eject(1, Ejection::Silent, 1);
+    let client = Client {
+        ip: "198.51.100.7".parse().unwrap(),
+        port: 5353,
+        mac: [0; 6],
+    };
+    let q = build_query(1, "a.example", 1);
+    let mut buf = q.clone();
+    assert_eq!(
+        c.query(&snap, 0, &mut buf, q.len(), &client, 5, |_| Ok(())),
+        QueryOutcome::Drop(DropReason::NoBackend)
+    );
 }

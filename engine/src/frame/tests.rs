@@ -898,3 +898,5 @@ fn an_error_answer_without_question_completes_and_noerror_does_not() {
     assert_eq!(&back.payload[..2], &[0, 7], "the client's ID");
     assert_eq!(back.payload.len(), 12);
 }
+
+mod unreachable;

@@ -25,9 +25,11 @@ use crate::stats::DropReason;
 pub const BUF_SIZE: usize = 65535;
 /// Epoll tokens with this bit name a frontend; without, a backend socket.
 const FRONT: u64 = 1 << 63;
-/// How often the worker sweeps for timeouts and adopts a new snapshot when idle.
-const TICK_MS: i32 = 20;
+/// How often the worker sweeps for timeouts and adopts a new snapshot when
+/// idle, and looks for silent backends.
+const TICK_MS: i32 = 10;
 const SWEEP_NS: u64 = 50_000_000;
+const SILENCE_NS: u64 = 10_000_000;
 /// Socket buffers we ask for: bursts of a DDoS should queue, not drop.
 const SOCK_BUF: usize = 8 << 20;
 
@@ -88,6 +90,7 @@ pub struct SocketWorker {
     sb: SendBatch,
     outs: Vec<Out>,
     last_sweep: u64,
+    last_silence: u64,
 }
 
 impl SocketWorker {
@@ -116,6 +119,7 @@ impl SocketWorker {
             sb: SendBatch::new(batch),
             outs: Vec::with_capacity(batch),
             last_sweep: 0,
+            last_silence: 0,
         };
         for (id, sock) in fronts {
             let addr = sock.local_addr()?.as_socket().expect("inet socket");
@@ -143,6 +147,10 @@ impl SocketWorker {
                 }
             }
             let now = self.shared.now_ns();
+            if now.saturating_sub(self.last_silence) >= SILENCE_NS {
+                self.last_silence = now;
+                self.core.check_silence(&snap, now);
+            }
             if now.saturating_sub(self.last_sweep) >= SWEEP_NS {
                 self.last_sweep = now;
                 self.core.sweep(&snap, now);
@@ -321,10 +329,22 @@ impl SocketWorker {
         let n = match self.rb.recv(fd) {
             Ok(n) => n,
             Err(e) => {
-                // ECONNREFUSED: the backend's host said port unreachable.
-                self.core.stats().backends[usize::from(backend)]
-                    .errors
-                    .inc();
+                // ECONNREFUSED and the like: the backend's host (or a
+                // router) answered one of our queries with ICMP
+                // destination unreachable. The query's bytes are gone with
+                // the error, so it is not re-sent; it times out.
+                let unreachable = matches!(
+                    e.raw_os_error(),
+                    Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH)
+                );
+                if unreachable {
+                    self.core
+                        .backend_refused(snap, backend, self.shared.now_ns());
+                } else {
+                    self.core.stats().backends[usize::from(backend)]
+                        .errors
+                        .inc();
+                }
                 debug!(backend, "backend recv: {e}");
                 return;
             }

@@ -6,6 +6,7 @@
 pub mod checksum;
 pub mod dns;
 pub mod ether;
+pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;
 pub mod udp;

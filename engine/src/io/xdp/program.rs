@@ -48,6 +48,8 @@ pub struct XdpCounters {
     pub answers: u64,
     pub blocked: u64,
     pub passed: u64,
+    /// ICMP errors quoting one of our queries, sent to the workers.
+    pub icmp: u64,
 }
 
 /// How the program ended up attached.
@@ -222,6 +224,7 @@ impl Program {
             answers: sum(1),
             blocked: sum(2),
             passed: sum(3),
+            icmp: sum(4),
         }
     }
 }

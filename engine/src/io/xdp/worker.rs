@@ -16,7 +16,7 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 use crate::config::{PollMode, XdpBind};
 use crate::core::Core;
 use crate::engine::Shared;
-use crate::frame::{FrameEnv, FrameVerdict};
+use crate::frame::{FrameEnv, FrameKind, FrameVerdict};
 use crate::stats::DropReason;
 
 /// Frames per worker and ring sizes: 8192 × 2 KiB = 16 MiB of UMEM; half
@@ -34,8 +34,12 @@ const RING: u32 = 4096;
 /// Sweep timed-out queries this often (a scan of the ports' used slots;
 /// timeouts are seconds, so 50 ms is precise enough and cheap).
 const SWEEP_NS: u64 = 50_000_000;
-/// Longest sleep in poll(): bounds how late a stop or a sweep happens.
-const POLL_MS: i32 = 20;
+/// Look for silent backends this often (a pass over the snapshot's
+/// backends; detection takes `failover.dead_after_ms` plus up to this).
+const SILENCE_NS: u64 = 10_000_000;
+/// Longest sleep in poll(): bounds how late a stop, a sweep or a silence
+/// check happens.
+const POLL_MS: i32 = 10;
 
 /// The bind mode a socket ended up with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,6 +244,7 @@ impl XskWorker {
 
     pub fn run(mut self) {
         let mut last_sweep = 0u64;
+        let mut last_silence = 0u64;
         while !self.shared.stop.load(Ordering::Relaxed) {
             self.reap();
             self.refill();
@@ -259,11 +264,15 @@ impl XskWorker {
                 }
             }
             self.transmit();
-            if now.saturating_sub(last_sweep) >= SWEEP_NS {
-                last_sweep = now;
+            if now.saturating_sub(last_silence) >= SILENCE_NS {
+                last_silence = now;
                 let snap = self.shared.snapshot.load_full();
-                self.core.sweep(&snap, now);
-                self.check_kernel_drops(now);
+                self.core.check_silence(&snap, now);
+                if now.saturating_sub(last_sweep) >= SWEEP_NS {
+                    last_sweep = now;
+                    self.core.sweep(&snap, now);
+                    self.check_kernel_drops(now);
+                }
             }
             // Frames waiting for completion are no reason to spin: copy mode
             // completes them when the receiver frees the skb, maybe much
@@ -297,11 +306,12 @@ impl XskWorker {
         let cap = cur.buf_len();
         cur.set_pos(cap);
         let buf = data.contents_mut();
-        let verdict = if self.env.is_answer(&buf[..len]) {
-            self.core
-                .answer_frame(snap, &self.env, &mut buf[..len], now)
-        } else {
-            self.core.query_frame(snap, &self.env, buf, len, now)
+        let verdict = match self.env.kind(&buf[..len]) {
+            FrameKind::Answer => self
+                .core
+                .answer_frame(snap, &self.env, &mut buf[..len], now),
+            FrameKind::Query => self.core.query_frame(snap, &self.env, buf, len, now),
+            FrameKind::Icmp => self.core.icmp_frame(snap, &self.env, buf, len, now),
         };
         match verdict {
             FrameVerdict::Tx { len } => {
