@@ -176,11 +176,13 @@ impl Health {
     /// The engine took the backend out (`reason`): down now, and back only
     /// after `rise` successful probes from here on. True if it was up.
     pub fn eject(&mut self, reason: &'static str) -> bool {
-        self.ok_streak = 0;
+        // Already down: its streak of successes since counts (the engine
+        // keeps reporting the ejection until the readmission).
         if !self.up {
             return false;
         }
         self.up = false;
+        self.ok_streak = 0;
         self.fail_streak = 0;
         self.changes += 1;
         self.reason = reason;
@@ -358,8 +360,10 @@ mod tests {
         assert_eq!(h.reason, "icmp");
         assert!(!h.eject("silent"), "already down");
         assert_eq!(h.reason, "icmp");
-        // The success before the ejection does not count toward rise.
+        // The success before the ejection does not count toward rise; the
+        // engine reporting the ejection again does not reset the streak.
         assert_eq!(h.observe(ProbeResult::Ok, 2, 3), None);
+        assert!(!h.eject("icmp"));
         assert_eq!(h.observe(ProbeResult::Ok, 2, 3), Some(true));
         assert_eq!(h.reason, "health");
         assert_eq!(h.changes, 2);
