@@ -17,9 +17,11 @@ set -euo pipefail
 # dnsdist: the comparison of `dnsrail-bench compare` (scripts/bench.sh).
 # fonts-dejavu-core: the font of the comparison's PNG plots.
 # chromium: the dashboard's end-to-end test (headless).
+# knot: knotd, the real DNS servers behind the balancer in the failover tests.
+# nftables: nft, which silences a backend host in the failover tests.
 PKGS=(dnsutils iproute2 pkg-config gcc libc6-dev clang llvm libbpf-dev m4 libelf-dev zlib1g-dev
       knot-dnsutils dnsperf iputils-ping netcat-openbsd ethtool python3-prometheus-client
-      valgrind linux-perf dnsdist fonts-dejavu-core chromium)
+      valgrind linux-perf dnsdist fonts-dejavu-core chromium knot nftables)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod compare;
+pub mod failover;
 pub mod load;
 pub mod msg;
 pub mod netns;

@@ -75,6 +75,28 @@ enum Cmd {
         #[arg(long)]
         doc: Option<std::path::PathBuf>,
     },
+    /// A backend failing under load (needs root): two knotd backends, one
+    /// killed, then silenced, behind dnsrail (`dnsrailctl serve`, AF_XDP)
+    /// and behind dnsdist, one after the other; prints the markdown table
+    /// of docs/benchmarks.md.
+    Failover {
+        /// Queries per second and seconds of load per run.
+        #[arg(long, default_value_t = 20_000)]
+        rate: u64,
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+        #[arg(long, default_value = "dnsdist")]
+        dnsdist: String,
+        /// Leave dnsdist out.
+        #[arg(long)]
+        no_dnsdist: bool,
+        /// Only these faults (kill, silent, slow; default all).
+        #[arg(long)]
+        only: Option<String>,
+        /// Print each dnsrail run's backend state and failover metrics.
+        #[arg(long)]
+        verbose: bool,
+    },
     /// Redraw the plots and the markdown of a comparison from its results.json.
     Plot {
         #[arg(long, default_value = "docs/bench/results.json")]
@@ -188,6 +210,87 @@ fn main() -> anyhow::Result<()> {
             let r = compare::run(&spec)?;
             let md = compare::write(&r, &out, doc.as_deref())?;
             println!("{md}");
+        }
+        Cmd::Failover {
+            rate,
+            seconds,
+            dnsdist,
+            no_dnsdist,
+            only,
+            verbose,
+        } => {
+            use dnsrail_bench::failover::{self, Balancer, Fault, Spec};
+            let me = std::env::current_exe()?;
+            let dnsrail = Balancer::Dnsrail {
+                ctl: me.with_file_name("dnsrailctl"),
+                engine: me.with_file_name("dnsrail"),
+            };
+            let mut runs = vec![
+                (dnsrail.clone(), Fault::Kill),
+                (dnsrail.clone(), Fault::Silent),
+                (dnsrail, Fault::Slow),
+            ];
+            if !no_dnsdist {
+                runs.push((
+                    Balancer::Dnsdist {
+                        bin: dnsdist.clone(),
+                    },
+                    Fault::Kill,
+                ));
+                runs.push((Balancer::Dnsdist { bin: dnsdist }, Fault::Silent));
+            }
+            println!(
+                "| balancer | backend | queries | lost | loss | wrong answers | back in rotation |"
+            );
+            println!("|---|---|---|---|---|---|---|");
+            let wanted = |f: Fault| {
+                only.as_deref().is_none_or(|o| {
+                    o.split(',').any(|w| {
+                        matches!(
+                            (w, f),
+                            ("kill", Fault::Kill)
+                                | ("silent", Fault::Silent)
+                                | ("slow", Fault::Slow)
+                        )
+                    })
+                })
+            };
+            for (b, f) in runs.into_iter().filter(|r| wanted(r.1)) {
+                let mut spec = Spec::new("drfob", b.clone(), f, me.clone());
+                spec.rate = rate;
+                spec.seconds = seconds;
+                let o = failover::run(&spec)?;
+                if verbose {
+                    eprintln!("{} / {}: {}", b.name(), f.name(), o.backend_json);
+                    for l in o.metrics.lines().filter(|l| {
+                        !l.starts_with('#')
+                            && (l.contains("icmp")
+                                || l.contains("redispatch")
+                                || l.contains("eject")
+                                || l.contains("transition")
+                                || l.contains("backend_sent")
+                                || l.contains("backend_answered")
+                                || l.contains("backend_timeouts")
+                                || l.contains("xdp_")
+                                || l.starts_with("dnsrail_queries")
+                                || l.starts_with("dnsrail_answers")
+                                || (l.contains("drops_total") && !l.ends_with(" 0")))
+                    }) {
+                        eprintln!("  {l}");
+                    }
+                }
+                println!(
+                    "| {} | {} | {} | {} | {:.3} % | {} | {} |",
+                    b.name(),
+                    f.name(),
+                    o.load.sent,
+                    o.load.lost,
+                    o.loss() * 100.0,
+                    o.wrong(),
+                    o.back_after
+                        .map_or("–".to_string(), |d| format!("{} ms", d.as_millis()))
+                );
+            }
         }
         Cmd::Plot { results, out, doc } => {
             let text = std::fs::read_to_string(&results)
