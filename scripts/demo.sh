@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The main job, end to end: two synthetic backends (one with a recursor-like
-# mix of fast and slow answers), dnsrail in front of them, a few dig queries,
-# a bounded load, a reload under load, a summary.
+# The main job, end to end, as an operator runs it: `dnsrailctl serve` (which
+# starts and supervises the engine) in front of synthetic backends (one with
+# a recursor-like mix of fast and slow answers), a few dig queries, a bounded
+# load, one backend killed under load (the loss printed, a dashboard
+# screenshot taken while it is out), the backend restored and back in
+# rotation, a reload under load, a summary.
 #
 # As root: the AF_XDP data plane on a namespace topology (scripts/netns.sh:
 # client, balancer with VIP 10.99.0.53 / fd99::53, backends). Otherwise, or
@@ -45,6 +48,7 @@ if [ "$MODE" = xdp ]; then
     LISTEN=("[::]:53" "[::]:53" "[::]:53")
     ENGINE_CONF='io = "xdp"
 interface = "eth0"'
+    API=127.0.0.1:8053
     EXTRA='[[frontend]]
 listen = "[fd99::53]:53"
 pool = "v6"
@@ -64,17 +68,23 @@ else
     LISTEN=("$B1" "$B2" "$B3")
     ENGINE_CONF='io = "socket"
 workers = 2'
+    API=127.0.0.1:18053
     EXTRA=""
 fi
 VIP=$VIP_IP:$VIP_PORT
 echo "== mode: $MODE (VIP $VIP)"
 
-$(in_be 1) "$BIN/dnsrail-bench" backend --listen "${LISTEN[0]}" --threads 1 --duration 120 >"$WORK/b1.log" &
-PIDS+=($!)
-$(in_be 2) "$BIN/dnsrail-bench" backend --listen "${LISTEN[1]}" --threads 1 --delay-ms 20 --delay-fraction 0.2 --duration 120 >"$WORK/b2.log" &
-PIDS+=($!)
-$(in_be 3) "$BIN/dnsrail-bench" backend --listen "${LISTEN[2]}" --threads 1 --duration 120 >"$WORK/b3.log" &
-PIDS+=($!)
+backend() { # n listen [options…]: a synthetic backend in namespace be$n
+    local n=$1 listen=$2
+    shift 2
+    $(in_be "$n") "$BIN/dnsrail-bench" backend --listen "$listen" --threads 1 --duration 300 "$@" >>"$WORK/b$n.log" &
+    BPID[$n]=$!
+    PIDS+=($!)
+}
+declare -a BPID
+backend 1 "${LISTEN[0]}"
+backend 2 "${LISTEN[1]}" --delay-ms 20 --delay-fraction 0.2
+backend 3 "${LISTEN[2]}"
 
 write_config() {
     cat >"$WORK/dnsrail.toml" <<TOML
@@ -84,6 +94,18 @@ stats_interval_s = 2
 
 [[frontend]]
 listen = "$VIP"
+
+[health]
+interval_ms = 500
+timeout_ms = 400
+rise = 2
+fall = 2
+
+[ctl]
+api_listen = "$API"
+control_socket = "$WORK/ctl.sock"
+engine_binary = "$PWD/$BIN/dnsrail"
+token = "demo-token"
 
 [[backend]]
 name = "fast"
@@ -98,17 +120,23 @@ TOML
 }
 write_config mixed $B2
 "$BIN/dnsrailctl" check -c "$WORK/dnsrail.toml"
-$IN_LB "$BIN/dnsrail" -c "$WORK/dnsrail.toml" 2>"$WORK/engine.log" &
-ENGINE=$!
-PIDS+=($ENGINE)
-for _ in $(seq 50); do
+CTL_CMD=("$BIN/dnsrailctl" -c "$WORK/dnsrail.toml")
+$IN_LB "$BIN/dnsrailctl" serve -c "$WORK/dnsrail.toml" 2>"$WORK/ctl.log" &
+PIDS+=($!)
+for _ in $(seq 100); do
     $IN_CLI dig @$VIP_IP -p $VIP_PORT +notcp +tries=1 +time=1 ready.example >/dev/null 2>&1 && break
+    sleep 0.1
+done
+# Both backends seen up by the health checks before any load.
+for _ in $(seq 50); do
+    [ "$($IN_LB "${CTL_CMD[@]}" backends 2>/dev/null | grep -c ' active ')" -ge 2 ] && break
     sleep 0.1
 done
 
 echo "== dig through the VIP ($VIP)"
 $IN_CLI dig @$VIP_IP -p $VIP_PORT +notcp +tries=1 +time=2 www.example.com A | grep -E "status:|^www"
 $IN_CLI dig @$VIP_IP -p $VIP_PORT +notcp +tries=1 +time=2 missing.nx.example A | grep -E "status:"
+$IN_CLI dig @$VIP_IP -p $VIP_PORT +tcp +tries=1 +time=2 www.example.com A | grep -E "status:|^www"
 if [ "$MODE" = xdp ]; then
     $IN_CLI dig @fd99::53 +notcp +tries=1 +time=2 www.example.com AAAA | grep -E "status:|^www"
     echo "== the kernel path beside the XDP program: ping the VIP"
@@ -118,25 +146,55 @@ fi
 echo "== bounded load: $QUERIES queries at $RATE qps"
 $IN_CLI "$BIN/dnsrail-bench" load --target $VIP --queries "$QUERIES" --rate "$RATE" --max-duration 60 | tee "$WORK/load1.txt"
 
-echo "== reload (SIGHUP): backend 'mixed' replaced by 'spare', under load"
+FO_RATE=${DEMO_FAILOVER_RATE:-20000}
+FO_QUERIES=$((FO_RATE * 10))
+echo "== failover: $FO_QUERIES queries at $FO_RATE qps; backend 'mixed' killed (SIGKILL) after 3 s"
+$IN_CLI "$BIN/dnsrail-bench" load --target $VIP --queries $FO_QUERIES --rate "$FO_RATE" --max-duration 60 >"$WORK/load-fo.txt" &
+LOAD=$!
+sleep 3
+kill -KILL "${BPID[2]}"
+wait $LOAD || true
+cat "$WORK/load-fo.txt"
+$IN_LB "${CTL_CMD[@]}" backends
+SHOT=target/demo/dashboard-failover.png
+mkdir -p target/demo
+if command -v chromium >/dev/null; then
+    # The dashboard while 'mixed' is out: the qps chart spans the kill.
+    $IN_LB timeout 60 chromium --headless --no-sandbox --disable-gpu --no-first-run \
+        --disable-background-networking --disable-component-update --disable-sync \
+        --user-data-dir="$WORK/chromium" --window-size=1280,1000 \
+        --virtual-time-budget=4000 --screenshot="$PWD/$SHOT" "http://$API/dashboard/" >/dev/null 2>&1 \
+        && echo "dashboard during the failover: $SHOT" || echo "(no screenshot: chromium failed)"
+fi
+
+echo "== backend 'mixed' restored"
+RESTORED=$(date +%s%N)
+backend 2 "${LISTEN[1]}" --delay-ms 20 --delay-fraction 0.2
+for _ in $(seq 100); do
+    $IN_LB "${CTL_CMD[@]}" backends 2>/dev/null | grep -E '^mixed .* active ' >/dev/null && break
+    sleep 0.05
+done
+echo "back in rotation $(( ($(date +%s%N) - RESTORED) / 1000000 )) ms after the restart (rise 2 x interval 500 ms)"
+$IN_LB "${CTL_CMD[@]}" backends
+echo "-- why, from ctl's log:"
+grep -E "backend (DOWN|UP)|readmitted" "$WORK/ctl.log" | sed -E 's/^[^ ]* *//; s/\x1b\[[0-9;]*m//g' | tail -n 6
+
+echo "== reload (dnsrailctl reload): backend 'mixed' replaced by 'spare', under load"
 $IN_CLI "$BIN/dnsrail-bench" load --target $VIP --queries $((RATE * 3)) --rate "$RATE" --max-duration 60 >"$WORK/load2.txt" &
 LOAD=$!
 sleep 1
 write_config spare $B3
-kill -HUP $ENGINE
+$IN_LB "${CTL_CMD[@]}" reload
 wait $LOAD
 cat "$WORK/load2.txt"
-sleep 2.2
 
-echo "== engine log"
-grep -E "engine started|io = auto|reloaded|qps in|refused" "$WORK/engine.log" | sed 's/^[^ ]* *//' | tail -n 8
-kill -TERM $ENGINE
-wait $ENGINE 2>/dev/null || true
-grep "final " "$WORK/engine.log" | sed 's/^[^ ]* *//'
-echo "== backends"
-kill -INT "${PIDS[@]:0:3}" 2>/dev/null || true
+echo "== metrics (failover)"
+$IN_LB curl -s "http://$API/metrics" 2>/dev/null | grep -E "^dnsrail_(backend_transitions_total|redispatched_total|icmp_errors_total)" || true
+echo "== backends' own counts"
+kill -INT "${BPID[@]}" 2>/dev/null || true
 sleep 0.3
 cat "$WORK"/b?.log | grep queries || true
 lost1=$(grep -oE 'lost [0-9]+' "$WORK/load1.txt" | awk '{print $2}')
+lostf=$(grep -oE 'lost [0-9]+ \([0-9.]+%\)' "$WORK/load-fo.txt")
 lost2=$(grep -oE 'lost [0-9]+' "$WORK/load2.txt" | awk '{print $2}')
-echo "== summary: lost $lost1 of $QUERIES in the steady run, $lost2 of $((RATE * 3)) across the reload"
+echo "== summary: lost $lost1 of $QUERIES in the steady run; $lostf of $FO_QUERIES with a backend killed; $lost2 of $((RATE * 3)) across the reload"

@@ -19,9 +19,10 @@ set -euo pipefail
 # chromium: the dashboard's end-to-end test (headless).
 # knot: knotd, the real DNS servers behind the balancer in the failover tests.
 # nftables: nft, which silences a backend host in the failover tests.
+# curl: the demo reads /metrics.
 PKGS=(dnsutils iproute2 pkg-config gcc libc6-dev clang llvm libbpf-dev m4 libelf-dev zlib1g-dev
       knot-dnsutils dnsperf iputils-ping netcat-openbsd ethtool python3-prometheus-client
-      valgrind linux-perf dnsdist fonts-dejavu-core chromium knot nftables)
+      valgrind linux-perf dnsdist fonts-dejavu-core chromium knot nftables curl)
 
 missing=()
 for p in "${PKGS[@]}"; do

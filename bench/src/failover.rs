@@ -84,6 +84,11 @@ pub struct Spec {
     pub fall: u32,
     /// The synthetic backend binary (dnsrail-bench) for the slow backend.
     pub bench: PathBuf,
+    /// The load's window of unanswered queries. Queries unanswered after
+    /// 3 s are counted lost and leave it, but a balancer that loses more
+    /// than this many within 3 s stalls the load until they do: its loss
+    /// is then a lower bound.
+    pub max_outstanding: u64,
 }
 
 impl Spec {
@@ -100,6 +105,7 @@ impl Spec {
             rise: 2,
             fall: 2,
             bench,
+            max_outstanding: 2000,
         }
     }
 }
@@ -126,6 +132,49 @@ impl Outcome {
     /// Answers that were not the answer to their query.
     pub fn wrong(&self) -> u64 {
         self.load.wrong_question + self.load.unexpected
+    }
+
+    fn metric_sum(&self, name: &str) -> Option<u64> {
+        let mut found = false;
+        let sum = self
+            .metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b' ' | b'{'))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .inspect(|_| found = true)
+            .sum();
+        found.then_some(sum)
+    }
+
+    /// dnsrail: queries sent that never reached the engine (lost on the
+    /// veth and bridge before the balancer: this machine's, not ours).
+    pub fn path_lost(&self) -> Option<u64> {
+        Some(
+            self.load
+                .sent
+                .saturating_sub(self.metric_sum("dnsrail_queries_total")?),
+        )
+    }
+
+    /// dnsrail: queries the engine received and did not answer, less those
+    /// the healthy backend (be1) timed out on (lost on its path or in it:
+    /// the machine's, not the failover's), as a fraction of all sent.
+    pub fn balancer_loss(&self) -> Option<f64> {
+        let q = self.metric_sum("dnsrail_queries_total")?;
+        let a = self.metric_sum("dnsrail_answers_total")?
+            + self.metric_sum("dnsrail_local_replies_total").unwrap_or(0);
+        let healthy = self.timeouts("be1").unwrap_or(0);
+        Some(q.saturating_sub(a).saturating_sub(healthy) as f64 / self.load.sent.max(1) as f64)
+    }
+
+    /// dnsrail: the engine's timeouts toward a backend.
+    pub fn timeouts(&self, backend: &str) -> Option<u64> {
+        let key = format!("dnsrail_backend_timeouts_total{{backend=\"{backend}\"}} ");
+        self.metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&key)?.trim().parse().ok())
     }
 }
 
@@ -373,6 +422,7 @@ fn run_in(topo: &mut Topo, spec: &Spec, work: &Path) -> anyhow::Result<Outcome> 
 
     let mut ls = LoadSpec::new(vip, spec.rate * spec.seconds);
     ls.rate = spec.rate;
+    ls.max_outstanding = spec.max_outstanding;
     ls.max_duration = Duration::from_secs(spec.seconds + 30);
     let load = {
         let h = topo.handle();

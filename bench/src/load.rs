@@ -55,6 +55,9 @@ pub struct LoadReport {
     pub unexpected: u64,
     /// Answers whose question differs from the query's.
     pub wrong_question: u64,
+    /// Answers that came after the query was counted lost (older than the
+    /// run's timeout): not wrong, too late.
+    pub late: u64,
     pub rcodes: [u64; 16],
     pub latency: Vec<u64>,
     pub peak_outstanding: u64,
@@ -97,11 +100,12 @@ impl LoadReport {
     pub fn summary(&self) -> String {
         let f = |v: Option<u64>| v.map_or("-".into(), |v| format!("{v}us"));
         format!(
-            "sent {} answered {} lost {} ({:.3}%) unexpected {} wrong-question {} | NOERROR {} NXDOMAIN {} SERVFAIL {} | {:.0} answers/s over {:.2}s | p50 {} p99 {} | peak in flight {}",
+            "sent {} answered {} lost {} ({:.3}%) late {} unexpected {} wrong-question {} | NOERROR {} NXDOMAIN {} SERVFAIL {} | {:.0} answers/s over {:.2}s | p50 {} p99 {} | peak in flight {}",
             self.sent,
             self.answered,
             self.lost,
             100.0 * self.lost as f64 / self.sent.max(1) as f64,
+            self.late,
             self.unexpected,
             self.wrong_question,
             self.rcodes[0],
@@ -144,6 +148,8 @@ struct Slots {
     /// Send time in ns since start + 1 (0 = free), per (socket, ID).
     sent_at: Vec<AtomicU64>,
     seq: Vec<AtomicU64>,
+    /// The query under this ID was given up as lost (an answer now is late).
+    expired: Vec<AtomicBool>,
 }
 
 pub fn run(spec: &LoadSpec) -> io::Result<LoadReport> {
@@ -166,20 +172,26 @@ pub fn run(spec: &LoadSpec) -> io::Result<LoadReport> {
     let slots = Arc::new(Slots {
         sent_at: (0..nsock * 65536).map(|_| AtomicU64::new(0)).collect(),
         seq: (0..nsock * 65536).map(|_| AtomicU64::new(0)).collect(),
+        expired: (0..nsock * 65536).map(|_| AtomicBool::new(false)).collect(),
     });
+    let lost = Arc::new(AtomicU64::new(0));
     let outstanding = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let deadline = start + spec.max_duration;
 
     let receiver = {
-        let (socks, slots, outstanding, done) = (
+        let (socks, slots, outstanding, done, lost) = (
             socks.clone(),
             slots.clone(),
             outstanding.clone(),
             done.clone(),
+            lost.clone(),
         );
-        std::thread::spawn(move || receive(&socks, &slots, &outstanding, &done, start))
+        let timeout = spec.timeout;
+        std::thread::spawn(move || {
+            receive(&socks, &slots, &outstanding, &done, start, timeout, &lost)
+        })
     };
 
     let mut sent = 0u64;
@@ -221,6 +233,7 @@ pub fn run(spec: &LoadSpec) -> io::Result<LoadReport> {
         let seq = spec.first + i;
         query_for(seq, id, &mut q);
         let k = s * 65536 + usize::from(id);
+        slots.expired[k].store(false, Ordering::Relaxed);
         slots.seq[k].store(seq, Ordering::Relaxed);
         slots.sent_at[k].store(start.elapsed().as_nanos() as u64 + 1, Ordering::Release);
         let o = outstanding.fetch_add(1, Ordering::Relaxed) + 1;
@@ -243,19 +256,27 @@ pub fn run(spec: &LoadSpec) -> io::Result<LoadReport> {
     done.store(true, Ordering::Relaxed);
     let mut r = receiver.join().expect("receiver thread");
     r.sent = sent;
-    r.lost = outstanding.load(Ordering::Relaxed);
+    r.lost = outstanding.load(Ordering::Relaxed) + lost.load(Ordering::Relaxed);
     r.peak_outstanding = peak;
     r.elapsed = start.elapsed();
     Ok(r)
 }
 
+/// Receives answers until `done`; every 100 ms counts queries older than
+/// `timeout` as lost and frees their IDs, so that a burst of losses (a
+/// balancer slow to notice a dead backend) does not hold the window of
+/// outstanding queries shut for the rest of the run.
 fn receive(
     socks: &[UdpSocket],
     slots: &Slots,
     outstanding: &AtomicU64,
     done: &AtomicBool,
     start: Instant,
+    timeout: Duration,
+    lost: &AtomicU64,
 ) -> LoadReport {
+    let timeout_ns = timeout.as_nanos() as u64;
+    let mut last_expiry = 0u64;
     let mut r = LoadReport {
         latency: vec![0; HIST_BUCKETS],
         ..LoadReport::default()
@@ -273,6 +294,23 @@ fn receive(
     while !done.load(Ordering::Relaxed) {
         // SAFETY: pfds is a valid array of pollfd for the call.
         unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 10) };
+        let now = start.elapsed().as_nanos() as u64;
+        if now.saturating_sub(last_expiry) >= 100_000_000 {
+            last_expiry = now;
+            for (k, at) in slots.sent_at.iter().enumerate() {
+                let t = at.load(Ordering::Acquire);
+                if t != 0
+                    && now.saturating_sub(t - 1) > timeout_ns
+                    && at
+                        .compare_exchange(t, 0, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    slots.expired[k].store(true, Ordering::Relaxed);
+                    outstanding.fetch_sub(1, Ordering::Relaxed);
+                    lost.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
         for (s, sock) in socks.iter().enumerate() {
             while let Ok(len) = sock.recv(&mut buf) {
                 let now = start.elapsed().as_nanos() as u64;
@@ -285,7 +323,11 @@ fn receive(
                 let seq = slots.seq[k].load(Ordering::Relaxed);
                 let sent = slots.sent_at[k].load(Ordering::Acquire);
                 if sent == 0 {
-                    r.unexpected += 1;
+                    if slots.expired[k].swap(false, Ordering::Relaxed) {
+                        r.late += 1;
+                    } else {
+                        r.unexpected += 1;
+                    }
                     continue;
                 }
                 query_for(seq, h.id(), &mut q);
@@ -308,4 +350,69 @@ fn receive(
         }
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that answers every query but those of every fifth socket
+    /// ID, and some of those only after the run's timeout.
+    fn lossy_server() -> (SocketAddr, Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let addr = s.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        let h = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            let mut held: Vec<(Instant, Vec<u8>, SocketAddr)> = Vec::new();
+            while !st.load(Ordering::Relaxed) {
+                let now = Instant::now();
+                held.retain(|(t, m, to)| {
+                    if *t <= now {
+                        let _ = s.send_to(m, to);
+                        false
+                    } else {
+                        true
+                    }
+                });
+                let Ok((n, from)) = s.recv_from(&mut buf) else {
+                    continue;
+                };
+                let mut a = buf[..n].to_vec();
+                a[2] |= 0x80;
+                let id = u16::from_be_bytes([a[0], a[1]]);
+                match id % 10 {
+                    0 => {}
+                    5 => held.push((now + Duration::from_millis(400), a, from)),
+                    _ => {
+                        let _ = s.send_to(&a, from);
+                    }
+                }
+            }
+        });
+        (addr, stop, h)
+    }
+
+    #[test]
+    fn losses_beyond_the_window_neither_stall_the_run_nor_count_as_wrong() {
+        let (addr, stop, h) = lossy_server();
+        let mut spec = LoadSpec::new(addr, 3000);
+        spec.sockets = 1;
+        spec.rate = 10_000;
+        // A window smaller than the losses: without expiry the run would
+        // stall at 100 lost queries and end at max_duration.
+        spec.max_outstanding = 100;
+        spec.timeout = Duration::from_millis(200);
+        spec.max_duration = Duration::from_secs(20);
+        let r = run(&spec).unwrap();
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
+        assert_eq!(r.sent, 3000, "{}", r.summary());
+        assert_eq!(r.lost, 600, "{}", r.summary());
+        assert_eq!(r.answered, 2400, "{}", r.summary());
+        assert_eq!(r.wrong_question + r.unexpected, 0, "{}", r.summary());
+        assert!(r.late > 0, "{}", r.summary());
+    }
 }

@@ -90,6 +90,11 @@ enum Cmd {
         /// Leave dnsdist out.
         #[arg(long)]
         no_dnsdist: bool,
+        /// The load's window of unanswered queries (a balancer that loses
+        /// more than this many within 3 s stalls the load: its loss is then
+        /// a lower bound).
+        #[arg(long, default_value_t = 2000)]
+        window: u64,
         /// Only these faults (kill, silent, slow; default all).
         #[arg(long)]
         only: Option<String>,
@@ -218,6 +223,7 @@ fn main() -> anyhow::Result<()> {
             no_dnsdist,
             only,
             verbose,
+            window,
         } => {
             use dnsrail_bench::failover::{self, Balancer, Fault, Spec};
             let me = std::env::current_exe()?;
@@ -259,6 +265,7 @@ fn main() -> anyhow::Result<()> {
                 let mut spec = Spec::new("drfob", b.clone(), f, me.clone());
                 spec.rate = rate;
                 spec.seconds = seconds;
+                spec.max_outstanding = window;
                 let o = failover::run(&spec)?;
                 if verbose {
                     eprintln!("{} / {}: {}", b.name(), f.name(), o.backend_json);
@@ -280,12 +287,13 @@ fn main() -> anyhow::Result<()> {
                     }
                 }
                 println!(
-                    "| {} | {} | {} | {} | {:.3} % | {} | {} |",
+                    "| {} | {} | {} | {} | {:.3} % | {} | {} | {} |",
                     b.name(),
                     f.name(),
                     o.load.sent,
                     o.load.lost,
                     o.loss() * 100.0,
+                    o.path_lost().map_or("–".to_string(), |n| n.to_string()),
                     o.wrong(),
                     o.back_after
                         .map_or("–".to_string(), |d| format!("{} ms", d.as_millis()))

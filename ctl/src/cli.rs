@@ -117,8 +117,8 @@ pub fn print_status(v: &Value) {
 
 pub fn print_backends(v: &Value) {
     println!(
-        "{:<16} {:<24} {:<7} {:<6} {:>6} {:>12} {:>12} {:>9}  last probe",
-        "backend", "address", "health", "state", "weight", "sent", "answered", "timeouts"
+        "{:<16} {:<24} {:<7} {:<8} {:<6} {:>6} {:>12} {:>12} {:>9}  last probe",
+        "backend", "address", "health", "why", "state", "weight", "sent", "answered", "timeouts"
     );
     for b in v.as_array().into_iter().flatten() {
         let state = if b["drained"].as_bool() == Some(true) {
@@ -128,11 +128,18 @@ pub fn print_backends(v: &Value) {
         } else {
             "idle"
         };
+        // Why it is in its state: the engine's ejection while it lasts,
+        // else the reason of the last transition (health, passive, …).
+        let why = b["ejected"]
+            .as_str()
+            .or_else(|| b["reason"].as_str())
+            .unwrap_or("-");
         println!(
-            "{:<16} {:<24} {:<7} {:<6} {:>6} {:>12} {:>12} {:>9}  {}",
+            "{:<16} {:<24} {:<7} {:<8} {:<6} {:>6} {:>12} {:>12} {:>9}  {}",
             b["name"].as_str().unwrap_or("-"),
             b["address"].as_str().unwrap_or("-"),
             b["health"].as_str().unwrap_or("-"),
+            why,
             state,
             u(b, "weight"),
             u(b, "sent"),

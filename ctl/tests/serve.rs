@@ -418,8 +418,28 @@ fn a_backend_killed_under_load_is_marked_down_in_time_and_loses_under_one_percen
         r.sent,
         loss * 100.0
     );
+    // The socket data plane saw ECONNREFUSED on b's connected sockets and
+    // took it out before the health checks did.
+    let (_, text) = h.http("GET", "/metrics", None);
+    assert!(
+        text.contains(
+            "dnsrail_backend_transitions_total{backend=\"b\",to=\"down\",reason=\"icmp\"} 1"
+        ),
+        "{text}"
+    );
     h.restart_backend(1);
     wait_until("b back up", 5, || h.health("b") == "up");
+    let (_, text) = h.http("GET", "/metrics", None);
+    assert!(
+        text.contains(
+            "dnsrail_backend_transitions_total{backend=\"b\",to=\"up\",reason=\"health\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("dnsrail_backend_ejected{backend=\"b\"} 0"),
+        "{text}"
+    );
 }
 
 #[test]
