@@ -246,9 +246,9 @@ fn main() -> anyhow::Result<()> {
                 runs.push((Balancer::Dnsdist { bin: dnsdist }, Fault::Silent));
             }
             println!(
-                "| balancer | backend | queries | lost | loss | wrong answers | back in rotation |"
+                "| balancer | backend | queries | lost | loss | lost before the balancer | wrong answers | back in rotation |"
             );
-            println!("|---|---|---|---|---|---|---|");
+            println!("|---|---|---|---|---|---|---|---|");
             let wanted = |f: Fault| {
                 only.as_deref().is_none_or(|o| {
                     o.split(',').any(|w| {

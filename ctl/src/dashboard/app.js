@@ -127,7 +127,10 @@ function backendRows(backends, prev, report, dt) {
     const share = sum > 0 ? (rates[i] || 0) / sum : 0;
     const eng = report.backends.find(x => x.name === b.name);
     const lat = eng ? quantile(eng.latency, report.latency_bounds_us, 0.99) : null;
-    const cells = [b.name, b.address, st + (b.suspect ? " (suspect)" : ""), b.weight,
+    // Why a backend is down: the engine's ejection (icmp, silent) while it
+    // lasts, else the reason of the health checks' verdict.
+    const why = b.health === "down" && !b.drained ? " (" + (b.ejected || b.reason || "health") + ")" : "";
+    const cells = [b.name, b.address, st + why + (b.suspect ? " (suspect)" : ""), b.weight,
                    fmt(rates[i]), null, fmt(rate(b, "timeouts")), fmtUs(lat)];
     cells.forEach((c, j) => {
       const td = document.createElement("td");
