@@ -870,6 +870,30 @@ when_all_down = "any"
     }
 
     #[test]
+    fn failover_limits_and_defaults() {
+        let c = Config::parse(GOOD, "t").unwrap();
+        assert_eq!(c.failover, FailoverConfig::default());
+        assert!(c.failover.icmp && c.failover.redispatch);
+        assert_eq!(c.failover.dead_after_ms, 100);
+        // The silence window must end before a query times out.
+        let e = err(&format!("{GOOD}\n[failover]\ndead_after_ms = 1500\n"));
+        assert_eq!(e.key.as_deref(), Some("failover.dead_after_ms"));
+        assert!(
+            e.message.contains("engine.timeout_ms (1500)"),
+            "{}",
+            e.message
+        );
+        let e = err(&format!("{GOOD}\n[failover]\ndead_after_ms = 5\n"));
+        assert_eq!(e.key.as_deref(), Some("failover.dead_after_ms"));
+        let c = Config::parse(&format!("{GOOD}\n[failover]\ndead_after_ms = 0\n"), "t").unwrap();
+        assert_eq!(c.failover.dead_after_ms, 0, "0 = off");
+        let e = err(&format!("{GOOD}\n[failover]\nstandalone_hold_ms = 10\n"));
+        assert_eq!(e.key.as_deref(), Some("failover.standalone_hold_ms"));
+        let e = err(&format!("{GOOD}\n[failover]\nicmp = \"yes\"\n"));
+        assert!(e.to_string().contains("failover"), "{e}");
+    }
+
+    #[test]
     fn the_shipped_example_is_valid() {
         let text = include_str!("../../examples/dnsrail.toml");
         let c = Config::parse(text, "examples/dnsrail.toml").unwrap();

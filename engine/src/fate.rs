@@ -101,9 +101,14 @@ impl Fate {
 
     #[inline]
     pub fn is_ejected(&self, b: BackendId) -> bool {
-        self.backends
-            .get(usize::from(b))
-            .is_some_and(|f| f.state.load(Ordering::Relaxed) != 0)
+        self.hot(b).state.load(Ordering::Relaxed) != 0
+    }
+
+    /// The per-query lookups: ids come from the snapshot (< MAX_BACKENDS),
+    /// so a mask instead of a bounds check and its branch.
+    #[inline(always)]
+    fn hot(&self, b: BackendId) -> &BackendFate {
+        &self.backends[usize::from(b) & (MAX_BACKENDS - 1)]
     }
 
     /// Takes `b` out for `why`; true if this call did (it was in). Rare:
@@ -166,20 +171,17 @@ impl Fate {
     /// `b` answered at `now_ns`.
     #[inline]
     pub fn answered(&self, b: BackendId, now_ns: u64) {
-        if let Some(f) = self.backends.get(usize::from(b)) {
-            let last = f.last_answer.load(Ordering::Relaxed);
-            if now_ns >= last + ANSWER_GRAIN_NS {
-                f.last_answer.store(now_ns, Ordering::Relaxed);
-            }
+        let f = self.hot(b);
+        let last = f.last_answer.load(Ordering::Relaxed);
+        if now_ns >= last + ANSWER_GRAIN_NS {
+            f.last_answer.store(now_ns, Ordering::Relaxed);
         }
     }
 
     /// When `b` last answered (0: not since start or readmission).
     #[inline]
     pub fn last_answer(&self, b: BackendId) -> u64 {
-        self.backends
-            .get(usize::from(b))
-            .map_or(0, |f| f.last_answer.load(Ordering::Relaxed))
+        self.hot(b).last_answer.load(Ordering::Relaxed)
     }
 }
 
@@ -203,10 +205,9 @@ impl Silence {
     /// worker's was waiting on `b` before it.
     #[inline]
     pub fn sent(&mut self, fate: &Fate, b: BackendId, now_ns: u64, was_idle: bool) {
-        if let Some(t) = self.first_sent.get_mut(usize::from(b)) {
-            if was_idle || *t <= fate.last_answer(b) {
-                *t = now_ns;
-            }
+        let t = &mut self.first_sent[usize::from(b) & (MAX_BACKENDS - 1)];
+        if was_idle || *t <= fate.last_answer(b) {
+            *t = now_ns;
         }
     }
 
@@ -251,10 +252,12 @@ mod tests {
         assert!(f.eject(3, Ejection::Silent, 30));
         assert_eq!(f.count(3, Ejection::Icmp), 1);
         assert_eq!(f.count(3, Ejection::Silent), 1);
-        // Out of range ids are no one: no panic.
+        // Out of range ids (none exist) are no one: no panic.
         assert!(!f.eject(u16::MAX, Ejection::Icmp, 0));
         assert_eq!(f.ejected(u16::MAX), None);
         assert_eq!(f.readmit(u16::MAX), None);
+        let _ = (f.is_ejected(u16::MAX), f.last_answer(u16::MAX));
+        f.answered(u16::MAX, 1);
     }
 
     #[test]
