@@ -136,6 +136,9 @@ pub struct Core {
     /// Backends the engine took out, and this worker's silence watch.
     fate: Arc<Fate>,
     silence: Silence,
+    /// Frame data plane: recent query frames, to re-send those a backend
+    /// held when it was taken out.
+    resend: Option<Box<crate::frame::resend::ResendRing>>,
 }
 
 impl Core {
@@ -167,7 +170,18 @@ impl Core {
             dynblock: None,
             fate: Arc::new(Fate::default()),
             silence: Silence::default(),
+            resend: None,
         }
+    }
+
+    /// Keeps recent query frames for re-sending (the AF_XDP workers).
+    pub fn with_resend(mut self) -> Core {
+        self.resend = Some(Box::default());
+        self
+    }
+
+    pub(crate) fn resend_ring(&mut self) -> Option<&mut crate::frame::resend::ResendRing> {
+        self.resend.as_deref_mut()
     }
 
     /// Shares the engine's backend verdicts (a core alone keeps its own).
@@ -493,27 +507,49 @@ impl Core {
         if !snap.redispatch {
             return self.released(DropReason::RedispatchOff);
         }
-        let Some(pool) = snap.pools.get(usize::from(p.pool)) else {
-            return self.released(DropReason::RedispatchFailed);
-        };
-        let Some(backend) = self.fallback_pick(snap, pool, Some(p.backend), &reachable) else {
-            return self.released(DropReason::RedispatchFailed);
+        match self.resend_query(snap, p, quote, now_ns, reachable) {
+            Some((backend, port, delta)) => IcmpOutcome::Forward {
+                backend,
+                port,
+                delta,
+            },
+            None => IcmpOutcome::Released(DropReason::RedispatchFailed),
+        }
+    }
+
+    /// Sends a waiting query (its slot already taken from the backend the
+    /// engine gave up on) to another usable member of its pool: the new
+    /// backend, port and the ID's checksum change in `msg`. `None` (counted)
+    /// when no backend or ID is free.
+    pub(crate) fn resend_query(
+        &mut self,
+        snap: &Snapshot,
+        p: Pending,
+        msg: &mut [u8],
+        now_ns: u64,
+        reachable: impl Fn(&Backend) -> Result<(), DropReason>,
+    ) -> Option<(BackendId, u32, Delta)> {
+        let pool = snap.pools.get(usize::from(p.pool));
+        let backend =
+            pool.and_then(|pool| self.fallback_pick(snap, pool, Some(p.backend), &reachable));
+        let Some(backend) = backend else {
+            self.stats.count_drop(DropReason::RedispatchFailed);
+            return None;
         };
         let again = Pending {
             backend,
             sent_ns: now_ns,
             ..p
         };
-        match self.send(&again, quote) {
+        match self.send(&again, msg) {
             Some((port, delta)) => {
                 self.stats.redispatched.inc();
-                IcmpOutcome::Forward {
-                    backend,
-                    port,
-                    delta,
-                }
+                Some((backend, port, delta))
             }
-            None => self.released(DropReason::RedispatchFailed),
+            None => {
+                self.stats.count_drop(DropReason::RedispatchFailed);
+                None
+            }
         }
     }
 

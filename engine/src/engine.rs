@@ -345,8 +345,9 @@ impl Engine {
             for l in 0..per_worker {
                 table.ensure_port(table.port_index(w, l));
             }
-            let mut core =
-                Core::new(w, table.clone(), st, PortPlan::Shared).with_fate(shared.fate.clone());
+            let mut core = Core::new(w, table.clone(), st, PortPlan::Shared)
+                .with_fate(shared.fate.clone())
+                .with_resend();
             if let Some(d) = &dynblock {
                 core = core.with_dynblock(d.clone());
             }

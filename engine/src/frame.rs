@@ -11,6 +11,7 @@ use crate::stats::WorkerStats;
 use crate::wire::checksum::{self, Delta, UdpCheck};
 use crate::wire::{ether, icmp, ipv4, ipv6, udp};
 
+pub mod resend;
 mod unreachable;
 
 /// TTL / hop limit of every packet the engine sends: the client must not see
@@ -303,9 +304,11 @@ impl Core {
                 let src = SocketAddr::new(env.src_for(be.addr.ip()).expect("checked"), sport);
                 let macs = (local_mac, be.mac.expect("checked"));
                 rewrite(frame, &p, macs, src, be.addr, delta);
-                FrameVerdict::Tx {
-                    len: p.payload_off + p.payload_len,
+                let len = p.payload_off + p.payload_len;
+                if let Some(r) = self.resend_ring() {
+                    r.keep(port, backend, now_ns, &frame[..len]);
                 }
+                FrameVerdict::Tx { len }
             }
             QueryOutcome::Reply { len } => FrameVerdict::Tx {
                 len: reply_in_place(frame, &p, (local_mac, client_mac), len),

@@ -349,6 +349,34 @@ impl InflightTable {
         }
     }
 
+    /// Takes the query waiting under (port, id) if `is_it` recognises it (its
+    /// backend and send time): the engine gives up waiting for that backend
+    /// and re-sends the query elsewhere. Any worker may call this.
+    pub fn take(&self, port: u32, id: u16, is_it: impl Fn(&Pending) -> bool) -> Option<Pending> {
+        let slab = self.slab(port)?;
+        let slot = &slab.slots[usize::from(slab.idx_of(id))];
+        let s = slot.state.load(Ordering::Acquire);
+        if s & ST_MASK != ST_BUSY {
+            return None;
+        }
+        let p = slot.read();
+        if !is_it(&p) {
+            return None;
+        }
+        slot.state
+            .compare_exchange(
+                s,
+                (s & !ST_MASK) | ST_FREE,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .ok()?;
+        if let Some(c) = self.outstanding_cell(port, p.backend) {
+            c.fetch_sub(1, Ordering::Relaxed);
+        }
+        Some(p)
+    }
+
     /// Frees a slot the owner just allocated but could not send (the kernel
     /// refused the datagram), so it is neither answered nor timed out.
     pub fn cancel(&self, port: u32, id: u16) {
@@ -574,6 +602,21 @@ mod tests {
             t.complete(0, first, Some(1), |_| true).map(|p| p.qhash),
             Ok(1)
         );
+    }
+
+    #[test]
+    fn take_only_the_query_it_names() {
+        let t = InflightTable::new(1, 1);
+        t.ensure_port(0);
+        let mut c = PortCursor::new(0);
+        let p = pending(1, 9, 77);
+        let id = t.alloc(&mut c, &p).0.unwrap();
+        assert_eq!(t.take(0, id, |q| q.sent_ns == 78), None, "another query");
+        assert_eq!(t.take(0, id, |q| q.sent_ns == 77), Some(p));
+        assert_eq!(t.outstanding(0, 1), 0);
+        assert_eq!(t.take(0, id, |_| true), None, "taken once");
+        assert_eq!(t.complete(0, id, Some(9), |_| true), Err(Reject::UnknownId));
+        assert_eq!(t.take(9, id, |_| true), None, "no such port");
     }
 
     #[test]

@@ -187,6 +187,9 @@ impl Core {
         let src = SocketAddr::new(env.src_for(be.addr.ip()).expect("checked"), sport);
         let macs = (env.local_mac, be.mac.expect("checked"));
         rewrite(frame, &p, macs, src, be.addr, delta);
+        if let Some(r) = self.resend_ring() {
+            r.keep(port, backend, now_ns, &frame[..total]);
+        }
         FrameVerdict::Tx { len: total }
     }
 }

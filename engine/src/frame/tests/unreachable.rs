@@ -346,3 +346,128 @@ fn the_core_names_every_icmp_outcome() {
         .icmp_error(&r.snap, 0, &mut short, false, 1, |_| true, |_| Ok(()));
     assert_eq!(out, IcmpOutcome::Drop(DropReason::IcmpQuoteShort));
 }
+
+#[test]
+fn queries_held_by_a_backend_taken_out_are_sent_again_once() {
+    let mut r = pair_rig("");
+    r.core = std::mem::replace(
+        &mut r.core,
+        Core::new(
+            0,
+            Arc::new(InflightTable::new(1, 1)),
+            Arc::new(WorkerStats::default()),
+            PortPlan::Shared,
+        ),
+    )
+    .with_resend();
+    let q1 = sent(&mut r, "198.51.100.7:3333", VIP4);
+    let q2 = sent(&mut r, "198.51.100.8:4444", VIP4);
+    assert_eq!(seen(&q1).dmac, B1_MAC);
+    // q2 is answered: nothing to re-send for it.
+    let s2 = seen(&q2);
+    let mut a = frame(
+        s2.dst,
+        s2.src,
+        B1_MAC,
+        LOCAL_MAC,
+        &answer_payload(&s2.payload),
+    );
+    assert!(matches!(
+        r.core.answer_frame(&r.snap, &r.env, &mut a, 1_500),
+        FrameVerdict::Tx { .. }
+    ));
+    assert!(
+        r.core.resend_due(&r.snap, 2_000).is_empty(),
+        "nothing changed"
+    );
+    let b1 = id("b1", &r);
+    r.core.fate().eject(b1, Ejection::Silent, 2_000);
+    let due = r.core.resend_due(&r.snap, 2_000);
+    assert_eq!(due.len(), 2, "both were sent to b1");
+    let mut out = Vec::new();
+    for i in due {
+        let mut buf = vec![0u8; 2048];
+        if let FrameVerdict::Tx { len } = r.core.resend_frame(&r.snap, &r.env, i, &mut buf, 2_500) {
+            out.push(buf[..len].to_vec());
+        }
+    }
+    assert_eq!(out.len(), 1, "only the query still waiting");
+    let again = seen(&out[0]);
+    let first = seen(&q1);
+    assert_eq!(
+        (again.dmac, again.dst),
+        (B2_MAC, "10.9.0.12:53".parse().unwrap())
+    );
+    assert_eq!(again.payload[2..], first.payload[2..]);
+    assert_eq!(r.core.stats().redispatched.get(), 1);
+    // b2's answer reaches the client; b1's late one is unknown.
+    let mut a = frame(
+        again.dst,
+        again.src,
+        B2_MAC,
+        LOCAL_MAC,
+        &answer_payload(&again.payload),
+    );
+    let FrameVerdict::Tx { len } = r.core.answer_frame(&r.snap, &r.env, &mut a, 3_000) else {
+        panic!("answer dropped")
+    };
+    assert_eq!(seen(&a[..len]).dst, "198.51.100.7:3333".parse().unwrap());
+    let mut late = frame(
+        first.dst,
+        first.src,
+        B1_MAC,
+        LOCAL_MAC,
+        &answer_payload(&first.payload),
+    );
+    assert_eq!(
+        r.core.answer_frame(&r.snap, &r.env, &mut late, 3_500),
+        FrameVerdict::Drop(DropReason::UnknownId)
+    );
+    // Handed out once.
+    assert!(r.core.resend_due(&r.snap, 4_000).is_empty());
+}
+
+#[test]
+fn many_held_queries_are_each_answered_once_after_the_resend() {
+    let mut r = pair_rig("");
+    r.core = std::mem::replace(
+        &mut r.core,
+        Core::new(
+            0,
+            Arc::new(InflightTable::new(1, 1)),
+            Arc::new(WorkerStats::default()),
+            PortPlan::Shared,
+        ),
+    )
+    .with_resend();
+    let clients: Vec<String> = (0..50)
+        .map(|i| format!("198.51.100.{}:{}", 10 + i, 1000 + i))
+        .collect();
+    for c in &clients {
+        let q = sent(&mut r, c, VIP4);
+        assert_eq!(seen(&q).dmac, B1_MAC);
+    }
+    r.core.fate().eject(id("b1", &r), Ejection::Silent, 2_000);
+    let due = r.core.resend_due(&r.snap, 2_000);
+    assert_eq!(due.len(), 50);
+    let mut out = Vec::new();
+    for i in due {
+        let mut buf = vec![0u8; 2048];
+        if let FrameVerdict::Tx { len } = r.core.resend_frame(&r.snap, &r.env, i, &mut buf, 2_500) {
+            out.push(buf[..len].to_vec());
+        }
+    }
+    assert_eq!(out.len(), 50);
+    let mut back = std::collections::HashSet::new();
+    for f in &out {
+        let s = seen(f);
+        let mut a = frame(s.dst, s.src, B2_MAC, LOCAL_MAC, &answer_payload(&s.payload));
+        let v = r.core.answer_frame(&r.snap, &r.env, &mut a, 3_000);
+        let FrameVerdict::Tx { len } = v else {
+            panic!("answer dropped: {v:?}")
+        };
+        back.insert(seen(&a[..len]).dst);
+    }
+    assert_eq!(back.len(), 50);
+    assert_eq!(r.core.stats().redispatched.get(), 50);
+}

@@ -262,12 +262,15 @@ impl XskWorker {
                         false => self.free.push(desc),
                     }
                 }
+                // An ICMP error in this batch may have taken a backend out.
+                self.resend(&snap, now);
             }
             self.transmit();
             if now.saturating_sub(last_silence) >= SILENCE_NS {
                 last_silence = now;
                 let snap = self.shared.snapshot.load_full();
                 self.core.check_silence(&snap, now);
+                self.resend(&snap, now);
                 if now.saturating_sub(last_sweep) >= SWEEP_NS {
                     last_sweep = now;
                     self.core.sweep(&snap, now);
@@ -319,6 +322,32 @@ impl XskWorker {
                 true
             }
             FrameVerdict::Drop(_) => false,
+        }
+    }
+
+    /// Re-sends this worker's queries still waiting on a backend the engine
+    /// just took out (one atomic load when nothing changed). Each goes out
+    /// in a free frame of the UMEM; with none free, the rest time out.
+    fn resend(&mut self, snap: &crate::snapshot::Snapshot, now: u64) {
+        for i in self.core.resend_due(snap, now) {
+            let Some(mut desc) = self.free.pop() else {
+                break;
+            };
+            // SAFETY: a free frame of our UMEM, in no ring.
+            let mut data = unsafe { self.umem.data_mut(&mut desc) };
+            let mut cur = data.cursor();
+            let cap = cur.buf_len();
+            cur.set_pos(cap);
+            let verdict = self
+                .core
+                .resend_frame(snap, &self.env, i, data.contents_mut(), now);
+            match verdict {
+                FrameVerdict::Tx { len } => {
+                    data.cursor().set_pos(len);
+                    self.to_send.push(desc);
+                }
+                FrameVerdict::Drop(_) => self.free.push(desc),
+            }
         }
     }
 
