@@ -480,9 +480,13 @@ fn spoofed_and_stray_answers_are_dropped_and_counted() {
     // The engine's next-hop prod (". NS" from a kernel port) may come first.
     let ports = e.xdp_ports();
     let (n, engine_addr) = loop {
-        let (n, from) = be
-            .recv_from(&mut buf)
-            .expect("the query reaches the backend");
+        let (n, from) = be.recv_from(&mut buf).unwrap_or_else(|err| {
+            panic!(
+                "the query reaches the backend: {err}; engine {:?}; xdp {:?}",
+                e.totals(),
+                e.xdp_counters()
+            )
+        });
         if ports.contains(&from.port()) {
             break (n, from);
         }

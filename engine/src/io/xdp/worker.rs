@@ -207,7 +207,7 @@ impl XskWorker {
                 .map_err(|e| anyhow::anyhow!("cannot create a UMEM: {e}"))?;
             match bind(&umem, &iface, queue, flags) {
                 Ok((tx, rx, fq, cq)) => {
-                    return Ok(XskWorker {
+                    let mut w = XskWorker {
                         core,
                         shared,
                         env,
@@ -225,7 +225,12 @@ impl XskWorker {
                         bound,
                         kernel_drops: 0,
                         drops_logged: 0,
-                    })
+                    };
+                    // The fill ring is full before the socket goes into the
+                    // XSKMAP: the first frames must not find it empty (they
+                    // would be dropped before the worker thread first runs).
+                    w.refill();
+                    return Ok(w);
                 }
                 Err(e) => errors.push(format!("{bound:?}: {e}")),
             }
