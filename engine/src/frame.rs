@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::core::{AnswerOutcome, Client, Core, QueryOutcome};
-use crate::snapshot::{Mac, Snapshot};
+use crate::snapshot::{Backend, Mac, Snapshot};
 use crate::stats::DropReason;
 use crate::stats::WorkerStats;
 use crate::wire::checksum::{self, Delta, UdpCheck};
@@ -212,6 +212,19 @@ fn verify_udp(frame: &mut [u8], p: &Parsed, stats: &WorkerStats) -> Result<(), D
     }
 }
 
+/// The frame data plane's veto on a picked backend (queries, ICMP
+/// re-dispatch, re-sends alike): a frame is rewritten in place, so the
+/// backend must be of the frame's family, we need a source address in it,
+/// and its next hop's MAC must be known.
+fn can_send(env: &FrameEnv, v6: bool) -> impl Fn(&Backend) -> Result<(), DropReason> + '_ {
+    move |be| {
+        if be.addr.is_ipv6() != v6 || env.src_for(be.addr.ip()).is_none() {
+            return Err(DropReason::FamilyMismatch);
+        }
+        be.mac.map(|_| ()).ok_or(DropReason::NoNeighbour)
+    }
+}
+
 /// Rewrites L2–L4 of a parsed frame in place; `payload` is the checksum
 /// change inside the DNS message. Families of `src`/`dst` match `p.v6`.
 fn rewrite(
@@ -281,12 +294,15 @@ impl Core {
         // A reply may grow up to the largest UDP datagram the frame can carry.
         let room = frame.len().min(p.udp_off + 65535);
         let msg = &mut frame[p.payload_off..room];
-        let out = self.query(snap, fe.id, msg, p.payload_len, &client, now_ns, |be| {
-            if be.addr.is_ipv6() != v6 || env.src_for(be.addr.ip()).is_none() {
-                return Err(DropReason::FamilyMismatch);
-            }
-            be.mac.map(|_| ()).ok_or(DropReason::NoNeighbour)
-        });
+        let out = self.query(
+            snap,
+            fe.id,
+            msg,
+            p.payload_len,
+            &client,
+            now_ns,
+            can_send(env, v6),
+        );
         match out {
             QueryOutcome::Forward {
                 backend,

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 
-use super::{parse, rewrite, FrameEnv, FrameVerdict};
+use super::{can_send, parse, rewrite, FrameEnv, FrameVerdict};
 use crate::core::Core;
 use crate::snapshot::{BackendId, Snapshot};
 use crate::stats::DropReason;
@@ -158,12 +158,9 @@ impl Core {
         };
         let v6 = p.v6;
         let msg = &mut buf[p.payload_off..p.payload_off + p.payload_len];
-        let Some((to, port, delta)) = self.resend_query(snap, pending, msg, now_ns, |be| {
-            if be.addr.is_ipv6() != v6 {
-                return Err(DropReason::FamilyMismatch);
-            }
-            be.mac.map(|_| ()).ok_or(DropReason::NoNeighbour)
-        }) else {
+        let Some((to, port, delta)) =
+            self.resend_query(snap, pending, msg, now_ns, can_send(env, v6))
+        else {
             return FrameVerdict::Drop(DropReason::RedispatchFailed);
         };
         let (Some(be), Some(&sport)) = (snap.backend(to), env.port_numbers().get(port as usize))

@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use super::{parse, rewrite, FrameEnv, FrameVerdict, IP_OFF};
+use super::{can_send, parse, rewrite, FrameEnv, FrameVerdict, IP_OFF};
 use crate::core::{Core, IcmpOutcome};
 use crate::snapshot::Snapshot;
 use crate::stats::DropReason;
@@ -149,12 +149,7 @@ impl Core {
                 complete,
                 now_ns,
                 |b| snap.answer_source_ok(b, q.backend),
-                |be| {
-                    if be.addr.is_ipv6() != v6 {
-                        return Err(DropReason::FamilyMismatch);
-                    }
-                    be.mac.map(|_| ()).ok_or(DropReason::NoNeighbour)
-                },
+                can_send(env, v6),
             )
         };
         let (backend, port, delta) = match out {

@@ -56,6 +56,20 @@ fn pair_rig(extra: &str) -> Rig {
     rig_with(pair_cfg(extra), Overrides::default())
 }
 
+/// The pair rig whose core keeps its query frames for re-sending, as an
+/// AF_XDP worker's does.
+fn resend_rig() -> Rig {
+    let mut r = pair_rig("");
+    let placeholder = Core::new(
+        0,
+        Arc::new(InflightTable::new(1, 1)),
+        Arc::new(WorkerStats::default()),
+        PortPlan::Shared,
+    );
+    r.core = std::mem::replace(&mut r.core, placeholder).with_resend();
+    r
+}
+
 fn id(s: &str, r: &Rig) -> BackendId {
     r.snap.live_backends().find(|b| b.name == s).unwrap().id
 }
@@ -349,17 +363,7 @@ fn the_core_names_every_icmp_outcome() {
 
 #[test]
 fn queries_held_by_a_backend_taken_out_are_sent_again_once() {
-    let mut r = pair_rig("");
-    r.core = std::mem::replace(
-        &mut r.core,
-        Core::new(
-            0,
-            Arc::new(InflightTable::new(1, 1)),
-            Arc::new(WorkerStats::default()),
-            PortPlan::Shared,
-        ),
-    )
-    .with_resend();
+    let mut r = resend_rig();
     let q1 = sent(&mut r, "198.51.100.7:3333", VIP4);
     let q2 = sent(&mut r, "198.51.100.8:4444", VIP4);
     assert_eq!(seen(&q1).dmac, B1_MAC);
@@ -429,17 +433,7 @@ fn queries_held_by_a_backend_taken_out_are_sent_again_once() {
 
 #[test]
 fn many_held_queries_are_each_answered_once_after_the_resend() {
-    let mut r = pair_rig("");
-    r.core = std::mem::replace(
-        &mut r.core,
-        Core::new(
-            0,
-            Arc::new(InflightTable::new(1, 1)),
-            Arc::new(WorkerStats::default()),
-            PortPlan::Shared,
-        ),
-    )
-    .with_resend();
+    let mut r = resend_rig();
     let clients: Vec<String> = (0..50)
         .map(|i| format!("198.51.100.{}:{}", 10 + i, 1000 + i))
         .collect();
