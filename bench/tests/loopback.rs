@@ -110,7 +110,7 @@ fn more_than_65536_queries_in_flight_on_one_worker_all_complete() {
     })
     .unwrap();
     let e = engine(config(
-        "workers = 1\nports_per_backend = 2\ntimeout_ms = 30000",
+        "workers = 1\nslots_per_worker = 262144\ntimeout_ms = 30000",
         &["127.0.0.1:0"],
         &[("slow", slow.addr)],
         "",

@@ -173,12 +173,14 @@ pub struct EngineConfig {
     /// CPUs to pin workers to, in order; default: CPU i for worker i.
     pub cpus: Option<Vec<usize>>,
     pub poll: PollMode,
-    /// Socket data plane: connected UDP sockets per backend per worker. Each
-    /// holds 65 536 queries in flight (one per DNS ID).
-    pub ports_per_backend: u32,
-    /// AF_XDP data plane: backend-side UDP ports per worker, each reaching
-    /// every backend and holding 65 536 queries in flight.
+    /// Backend-side UDP source ports per worker, each reaching every
+    /// backend (AF_XDP: reserved port numbers; sockets: one unconnected
+    /// socket each). Every query leaves from one drawn at random, so a
+    /// forger must guess log2(ports) + 16 bits with the DNS ID.
     pub ports_per_worker: u32,
+    /// In-flight slots per worker (a power of two, 64 bytes each): how many
+    /// queries one worker can have waiting.
+    pub slots_per_worker: u32,
     /// AF_XDP socket bind mode.
     pub xdp_bind: XdpBind,
     /// XDP program attach mode.
@@ -203,8 +205,8 @@ impl Default for EngineConfig {
             workers: 0,
             cpus: None,
             poll: PollMode::Adaptive,
-            ports_per_backend: 1,
-            ports_per_worker: 4,
+            ports_per_worker: 1024,
+            slots_per_worker: 1 << 16,
             xdp_bind: XdpBind::Auto,
             xdp_attach: XdpAttach::Auto,
             timeout_ms: 2000,
@@ -536,11 +538,24 @@ impl Config {
         if e.workers > 256 {
             return Err(whole("engine.workers", "at most 256 workers".into()));
         }
-        if !(1..=16).contains(&e.ports_per_backend) {
-            return Err(whole("engine.ports_per_backend", "must be 1 to 16".into()));
+        if !(1..=crate::inflight::MAX_PORTS_PER_WORKER as u32).contains(&e.ports_per_worker) {
+            return Err(whole(
+                "engine.ports_per_worker",
+                format!("must be 1 to {}", crate::inflight::MAX_PORTS_PER_WORKER),
+            ));
         }
-        if !(1..=64).contains(&e.ports_per_worker) {
-            return Err(whole("engine.ports_per_worker", "must be 1 to 64".into()));
+        let slots = e.slots_per_worker as usize;
+        if !slots.is_power_of_two()
+            || !(crate::inflight::MIN_SLOTS..=crate::inflight::MAX_SLOTS).contains(&slots)
+        {
+            return Err(whole(
+                "engine.slots_per_worker",
+                format!(
+                    "must be a power of two from {} to {}",
+                    crate::inflight::MIN_SLOTS,
+                    crate::inflight::MAX_SLOTS
+                ),
+            ));
         }
         let d = &self.dynblock;
         if d.prefix_v4 > 32 || d.prefix_v6 > 128 {
@@ -707,6 +722,10 @@ impl Config {
                     ));
                 }
             }
+        }
+        // The in-flight slot keeps a query's pool in 15 bits.
+        if used_pools.len() > 4096 {
+            return Err(whole("backend.pools", "at most 4096 pools".into()));
         }
         for (i, f) in self.frontends.iter().enumerate() {
             if !used_pools.contains(f.pool.get_ref()) {
@@ -902,7 +921,8 @@ when_all_down = "any"
             c.pool("cache-affine").unwrap().when_all_down,
             WhenAllDown::Any
         );
-        assert_eq!(c.engine.ports_per_worker, 4);
+        assert_eq!(c.engine.ports_per_worker, 1024);
+        assert_eq!(c.engine.slots_per_worker, 65536);
         assert_eq!(c.ctl.control_socket, "/run/dnsrail/engine.sock");
     }
 

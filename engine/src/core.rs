@@ -12,7 +12,7 @@ use crate::config::WhenAllDown;
 use crate::dynblock::{DynBlock, RateTable};
 use crate::fate::{Ejection, Fate, Silence};
 use crate::hash;
-use crate::inflight::{InflightTable, Pending, PortCursor, Reject};
+use crate::inflight::{Allocator, InflightTable, Pending, Reject};
 use crate::policy::{next_rand, Key, PickState};
 use crate::rules::{self, Action};
 use crate::snapshot::{Backend, BackendId, Mac, Pool, Snapshot};
@@ -35,16 +35,6 @@ pub struct Client {
     pub port: u16,
     /// Frame mode: the MAC the query came from (the client's next hop).
     pub mac: Mac,
-}
-
-/// How a worker's in-flight ports relate to backends.
-#[derive(Clone, Copy, Debug)]
-pub enum PortPlan {
-    /// Socket data plane: `per_backend` connected sockets per backend; local
-    /// port `backend * per_backend + k`.
-    PerBackend { per_backend: u32 },
-    /// Frame data plane: every port reaches every backend.
-    Shared,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -123,9 +113,9 @@ pub struct Core {
     worker: usize,
     table: Arc<InflightTable>,
     stats: Arc<WorkerStats>,
-    plan: PortPlan,
-    cursors: Box<[PortCursor]>,
-    next_port: u32,
+    /// This worker's side of the in-flight table (none for a core that
+    /// only completes answers).
+    alloc: Option<Allocator>,
     /// Round-robin position per pool.
     counters: Vec<u64>,
     rng: u64,
@@ -142,27 +132,15 @@ pub struct Core {
 }
 
 impl Core {
-    pub fn new(
-        worker: usize,
-        table: Arc<InflightTable>,
-        stats: Arc<WorkerStats>,
-        plan: PortPlan,
-    ) -> Core {
-        let own = if worker == ANSWER_ONLY {
-            0
-        } else {
-            table.ports_per_worker()
-        };
-        let cursors = (0..own)
-            .map(|l| PortCursor::new(table.port_index(worker, l)))
-            .collect();
+    /// Worker `worker`'s core: it sends from that worker's ports and
+    /// slots (made here, with the worker's random source).
+    pub fn new(worker: usize, table: Arc<InflightTable>, stats: Arc<WorkerStats>) -> Core {
+        let alloc = table.allocator(worker);
         Core {
             worker,
             table,
             stats,
-            plan,
-            cursors,
-            next_port: 0,
+            alloc,
             counters: Vec::new(),
             rng: hash::mix(0x5eed ^ worker as u64) | 1,
             generation: u64::MAX,
@@ -197,7 +175,7 @@ impl Core {
     /// A core that only completes answers (the AF_XDP slow path): it owns
     /// no ports and sends no query.
     pub fn answer_only(table: Arc<InflightTable>, stats: Arc<WorkerStats>) -> Core {
-        Core::new(ANSWER_ONLY, table, stats, PortPlan::Shared)
+        Core::new(ANSWER_ONLY, table, stats)
     }
 
     /// Counts per-source rates and drops blocked sources (`[dynblock]`).
@@ -319,7 +297,7 @@ impl Core {
             return self.dropped(DropReason::NoBackend);
         };
         let msg = &mut buf[..len];
-        let qhash = hash::question_hash(name_hash, q.qtype, q.qclass);
+        let qhash = self.table.question_hash(q.name(msg), q.qtype, q.qclass);
 
         let selector = if pool.active.is_empty() {
             match pool.when_all_down {
@@ -398,40 +376,25 @@ impl Core {
         }
     }
 
-    /// Takes an in-flight slot for `pending` on one of this worker's ports
-    /// toward its backend and stamps its ID into `msg`: the port and the
-    /// checksum change, or `None` when every port is full. Inlined: it is
+    /// Takes an in-flight slot for `pending` under a random (port, ID) of
+    /// this worker's and stamps the ID into `msg`: the port and the
+    /// checksum change, or `None` when the table is full. Inlined: it is
     /// the query path's own tail (out of line it cost ~100 instructions a
     /// query under callgrind).
     #[inline(always)]
     fn send(&mut self, pending: &Pending, msg: &mut [u8]) -> Option<(u32, Delta)> {
         let backend = pending.backend;
-        let (first, count) = match self.plan {
-            PortPlan::PerBackend { per_backend } => (u32::from(backend) * per_backend, per_backend),
-            PortPlan::Shared => (0, self.cursors.len() as u32),
-        };
-        let start = self.next_port;
-        self.next_port = self.next_port.wrapping_add(1);
-        for k in 0..count {
-            let local = (first + (start.wrapping_add(k)) % count) as usize;
-            let Some(cur) = self.cursors.get_mut(local) else {
-                break;
-            };
-            let (id, skipped) = self.table.alloc(cur, pending);
-            if skipped > 0 {
-                self.stats.id_skips.add(u64::from(skipped));
-            }
-            if let Some(id) = id {
-                let port = cur.port;
-                let delta = Header::new_checked(&mut *msg).unwrap().set_id(id);
-                self.stats.backends[usize::from(backend)].sent.inc();
-                let was_idle = self.table.outstanding(self.worker, backend) <= 1;
-                self.silence
-                    .sent(&self.fate, backend, pending.sent_ns, was_idle);
-                return Some((port, delta));
-            }
+        let (key, skipped) = self.table.alloc(self.alloc.as_mut()?, pending);
+        if skipped > 0 {
+            self.stats.id_skips.add(u64::from(skipped));
         }
-        None
+        let (port, id) = key?;
+        let delta = Header::new_checked(&mut *msg).unwrap().set_id(id);
+        self.stats.backends[usize::from(backend)].sent.inc();
+        let was_idle = self.table.outstanding(self.worker, backend) <= 1;
+        self.silence
+            .sent(&self.fate, backend, pending.sent_ns, was_idle);
+        Some((port, delta))
     }
 
     /// A usable member of `pool` other than `exclude`, not taken out by the
@@ -485,11 +448,7 @@ impl Core {
         // The question proves the quote is of our query; a quote cut before
         // its end is matched on port, ID and backend alone.
         let qhash = match dns::parse_question(quote) {
-            Ok(q) => Some(hash::question_hash(
-                hash::name_hash(NAME_SEED, q.name(quote)),
-                q.qtype,
-                q.qclass,
-            )),
+            Ok(q) => Some(self.table.question_hash(q.name(quote), q.qtype, q.qclass)),
             Err(WireError::Truncated) if !complete => None,
             Err(_) => return self.dropped_icmp(DropReason::IcmpUnmatched),
         };
@@ -616,11 +575,7 @@ impl Core {
         let id = h.id();
         let rc = h.rcode();
         let qhash = match dns::parse_question(msg) {
-            Ok(q) => Some(hash::question_hash(
-                hash::name_hash(NAME_SEED, q.name(msg)),
-                q.qtype,
-                q.qclass,
-            )),
+            Ok(q) => Some(self.table.question_hash(q.name(msg), q.qtype, q.qclass)),
             // A server that cannot parse or will not serve a query may
             // answer without echoing it (RFC 1035 leaves the question out
             // of FORMERR and the like): matched by source, port and ID,
@@ -643,9 +598,7 @@ impl Core {
                 b.latency
                     .record_us(now_ns.saturating_sub(pending.sent_ns) / 1000);
                 self.stats.answers.inc();
-                if self.worker != ANSWER_ONLY
-                    && port as usize / self.table.ports_per_worker().max(1) != self.worker
-                {
+                if self.worker != ANSWER_ONLY && self.table.owner(port) != self.worker {
                     self.stats.answers_cross_worker.inc();
                 }
                 AnswerOutcome::ToClient { pending, delta }
@@ -655,16 +608,16 @@ impl Core {
     }
 
     /// Times out this worker's queries older than the snapshot's timeout and
-    /// counts them against their backends. Returns queries still waiting.
+    /// counts them against their backends. Returns an upper bound of the
+    /// queries still waiting.
     pub fn sweep(&mut self, snap: &Snapshot, now_ns: u64) -> usize {
         let stats = &self.stats;
-        let mut waiting = 0;
-        for cur in self.cursors.iter_mut() {
-            waiting += self.table.sweep(cur, now_ns, snap.timeout_ns, |p| {
-                stats.backends[usize::from(p.backend)].timeouts.inc();
-            });
-        }
-        waiting
+        let Some(alloc) = self.alloc.as_mut() else {
+            return 0;
+        };
+        self.table.sweep(alloc, now_ns, snap.timeout_ns, |p| {
+            stats.backends[usize::from(p.backend)].timeouts.inc();
+        })
     }
 
     /// Counts a datagram the I/O layer dropped itself.

@@ -16,7 +16,7 @@ use toml::Spanned;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, IoMode};
-use crate::core::{Core, PortPlan};
+use crate::core::Core;
 use crate::dynblock::DynBlock;
 use crate::fate::{Ejection, Fate};
 use crate::inflight::InflightTable;
@@ -293,7 +293,13 @@ impl Engine {
         let per_worker = cfg.engine.ports_per_worker as usize;
         let iface = crate::io::iface::Iface::open(ifname)?;
         check_interface(&iface, workers)?;
-        let table = Arc::new(InflightTable::new(workers, per_worker));
+        let table = Arc::new(InflightTable::new(
+            workers,
+            per_worker,
+            cfg.engine.slots_per_worker as usize,
+        ));
+        // Two families per port, and the slow path's duplicate of each.
+        raise_fd_limit(workers * per_worker * 4 + 1024);
         let mut registry = Registry::default();
         let mut overrides = Overrides {
             neighbours: Some(HashMap::new()),
@@ -342,10 +348,7 @@ impl Engine {
         for w in 0..workers {
             let st = Arc::new(WorkerStats::default());
             stats.push(st.clone());
-            for l in 0..per_worker {
-                table.ensure_port(table.port_index(w, l));
-            }
-            let mut core = Core::new(w, table.clone(), st, PortPlan::Shared)
+            let mut core = Core::new(w, table.clone(), st)
                 .with_fate(shared.fate.clone())
                 .with_resend();
             if let Some(d) = &dynblock {
@@ -486,11 +489,13 @@ impl Engine {
     fn start_socket(mut cfg: Config) -> anyhow::Result<Engine> {
         // The same count the rule set's hit counters were sized for.
         let workers = cfg.worker_count();
-        let per_backend = cfg.engine.ports_per_backend;
+        let per_worker = cfg.engine.ports_per_worker as usize;
         let table = Arc::new(InflightTable::new(
             workers,
-            MAX_BACKENDS * per_backend as usize,
+            per_worker,
+            cfg.engine.slots_per_worker as usize,
         ));
+        raise_fd_limit(workers * (per_worker + cfg.frontends.len()) + 1024);
 
         // Bind worker 0's frontend sockets first: port 0 resolves here.
         let mut resolved = HashMap::new();
@@ -538,15 +543,13 @@ impl Engine {
             };
             let st = Arc::new(WorkerStats::default());
             stats.push(st.clone());
-            let mut core = Core::new(w, table.clone(), st, PortPlan::PerBackend { per_backend })
-                .with_fate(shared.fate.clone());
+            let mut core = Core::new(w, table.clone(), st).with_fate(shared.fate.clone());
             if let Some(d) = &dynblock {
                 core = core.with_dynblock(d.clone());
             }
             let worker = SocketWorker::new(
                 core,
                 shared.clone(),
-                per_backend,
                 cfg.engine.batch,
                 ids.iter().copied().zip(socks).collect(),
             )?;
@@ -690,14 +693,16 @@ impl Engine {
         let (old, new) = (&c.config.engine, &cfg.engine);
         if old.workers != new.workers
             || old.io != new.io
-            || old.ports_per_backend != new.ports_per_backend
+            || old.ports_per_worker != new.ports_per_worker
+            || old.slots_per_worker != new.slots_per_worker
             || old.batch != new.batch
         {
-            warn!("engine.workers/io/ports_per_backend/batch change only on restart; keeping the running values");
+            warn!("engine.workers/io/ports_per_worker/slots_per_worker/batch change only on restart; keeping the running values");
         }
         cfg.engine.workers = old.workers;
         cfg.engine.io = old.io;
-        cfg.engine.ports_per_backend = old.ports_per_backend;
+        cfg.engine.ports_per_worker = old.ports_per_worker;
+        cfg.engine.slots_per_worker = old.slots_per_worker;
         cfg.engine.batch = old.batch;
         let resolved = c.resolved.clone();
         apply_resolved(&mut cfg, &resolved);
@@ -824,4 +829,27 @@ fn check_interface(iface: &crate::io::iface::Iface, workers: usize) -> anyhow::R
         );
     }
     Ok(())
+}
+
+/// Raises the soft limit on open files toward `want` (up to the hard
+/// limit): every backend-side port is a socket, 1 024 per worker by
+/// default, past the usual soft limit of 1 024. A limit it cannot raise
+/// surfaces as the error of the socket that does not open.
+fn raise_fd_limit(want: usize) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    let want = (want as libc::rlim_t).min(lim.rlim_max);
+    if lim.rlim_cur < want {
+        lim.rlim_cur = want;
+        // SAFETY: setrlimit reads the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            warn!("cannot raise the open-file limit to {want}");
+        }
+    }
 }

@@ -1,34 +1,57 @@
 //! The in-flight table: which client is waiting for which backend answer.
 //!
-//! A shared slab of slots indexed by (port, DNS ID). Every port (a backend-side
-//! UDP source port, or in socket mode one connected socket) has 65 536 slots,
-//! one per DNS ID, and belongs to exactly one worker, which alone allocates
-//! from it. Completion is a compare-and-swap on the slot's state word, so the
-//! answer may be handled by any worker (RSS hashes it wherever it likes) and
-//! still complete without a lock. The owner sweeps its ports for timeouts.
+//! Every worker owns a slab of slots (a power of two, `slots_per_worker`)
+//! and `ports_per_worker` backend-side ports (AF_XDP: reserved UDP port
+//! numbers; sockets: one unconnected socket each). A query is sent under a
+//! key drawn at random from the worker's CSPRNG (ChaCha12, seeded from the
+//! OS): a port among the worker's and a 16-bit DNS ID. The key names its
+//! slot through a fixed hash; a key whose slot is busy is drawn again. An
+//! off-path forger must therefore guess port and ID together —
+//! `log2(ports_per_worker) + 16` bits — and the question, which the slot
+//! holds as a hash keyed with a per-process secret (`hash::QuestionKey`).
 //!
-//! Slot contents are plain relaxed atomics guarded by the state word, seqlock
-//! style: the owner writes the fields only while the slot is not busy, then
-//! publishes `BUSY | generation` with release ordering; a completer reads the
-//! state (acquire), copies the fields, checks them, and only trusts the copy
-//! if its CAS from that exact state succeeds — any rewrite in between would
-//! have changed the generation.
+//! Completion is a compare-and-swap on the slot's state word, so the
+//! answer may be handled by any worker (RSS hashes it wherever it likes)
+//! and still complete without a lock. The state word carries the key: a
+//! guessed (port, ID) that names a busy slot under another key is refused
+//! on one load.
 //!
-//! IDs are not handed out linearly: each port maps its slot counter through a
-//! random bijection of u16 (odd multiplier, xor), so IDs toward a backend are
-//! not trivially predictable. This is hygiene, not a security boundary: the
-//! answer must also come from the right backend address and carry the same
-//! question.
+//! Slot contents are plain relaxed atomics guarded by the state word,
+//! seqlock style: the owner writes the fields only while the slot is not
+//! busy, then publishes `BUSY | key | generation` with release ordering; a
+//! completer reads the state (acquire), copies the fields, checks them, and
+//! only trusts the copy if its CAS from that exact state succeeds — any
+//! rewrite in between would have changed the generation.
+//!
+//! Timeouts: the owner keeps a FIFO of its allocations (slot, generation)
+//! in send order. The sweep pops from its head while the head is answered
+//! (a stale generation) or old enough to time out, and stops at the first
+//! query still young: its cost follows what was sent since the last sweep,
+//! not the table's size (an idle balancer touches nothing).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha12Rng;
+
+use crate::hash::QuestionKey;
 use crate::snapshot::{BackendId, MAX_BACKENDS};
 
-pub const IDS_PER_PORT: usize = 65536;
-/// Busy slots an allocation skips on one port before it tries another.
+/// Busy slots an allocation skips before it gives up (the table is then
+/// nearly full: at half occupancy 16 busy draws in a row happen once in
+/// 65 536 allocations).
 const MAX_PROBES: u32 = 16;
+/// Bounds of `slots_per_worker` and `ports_per_worker` (a port's local
+/// index fits the key's upper 16 bits).
+pub const MIN_SLOTS: usize = 1 << 10;
+pub const MAX_SLOTS: usize = 1 << 22;
+pub const MAX_PORTS_PER_WORKER: usize = 1 << 14;
+/// Allocation FIFO entries per slot: at most one entry per slot is live, so
+/// a full FIFO is at least three quarters answered entries and compacting
+/// it costs O(1) per allocation, amortised.
+const FIFO_PER_SLOT: usize = 4;
 
 const ST_FREE: u64 = 0;
 const ST_BUSY: u64 = 1;
@@ -36,8 +59,13 @@ const ST_BUSY: u64 = 1;
 /// from a wrong ID.
 const ST_TIMED_OUT: u64 = 2;
 const ST_MASK: u64 = 3;
+const KEY_SHIFT: u32 = 2;
+const GEN_SHIFT: u32 = 34;
+const GEN_MASK: u64 = (1 << 30) - 1;
 
-const FLAG_V4: u64 = 1 << 48;
+const FLAG_V4: u64 = 1 << 63;
+const POOL_SHIFT: u32 = 48;
+const POOL_MASK: u64 = 0x7fff;
 
 /// What an answer needs to reach the client that asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,23 +78,24 @@ pub struct Pending {
     pub backend: BackendId,
     pub frontend: u16,
     /// The pool the backend was picked from (a rule may route away from
-    /// the frontend's): a re-dispatch picks from it again.
+    /// the frontend's): a re-dispatch picks from it again. At most 32 767.
     pub pool: u16,
-    pub qhash: u32,
+    /// The question, hashed with the table's secret key.
+    pub qhash: u64,
     pub sent_ns: u64,
 }
 
 #[repr(C, align(64))]
 #[derive(Default)]
 struct Slot {
+    /// state | key << 2 | generation << 34
     state: AtomicU64,
     ip_hi: AtomicU64,
     ip_lo: AtomicU64,
     /// client port | orig id << 16 | backend << 32 | frontend << 48
     meta: AtomicU64,
-    /// client MAC | FLAG_V4
+    /// client MAC | pool << 48 | FLAG_V4
     mac: AtomicU64,
-    /// qhash | pool << 32
     qhash: AtomicU64,
     sent: AtomicU64,
 }
@@ -89,9 +118,9 @@ impl Slot {
         self.meta.store(meta, r);
         let mut mac = [0u8; 8];
         mac[2..].copy_from_slice(&p.client_mac);
-        self.mac.store(u64::from_be_bytes(mac) | v4, r);
-        self.qhash
-            .store(u64::from(p.qhash) | u64::from(p.pool) << 32, r);
+        let pool = (u64::from(p.pool) & POOL_MASK) << POOL_SHIFT;
+        self.mac.store(u64::from_be_bytes(mac) | pool | v4, r);
+        self.qhash.store(p.qhash, r);
         self.sent.store(p.sent_ns, r);
     }
 
@@ -109,7 +138,6 @@ impl Slot {
             IpAddr::V6(v6)
         };
         let mb = mac.to_be_bytes();
-        let qp = self.qhash.load(r);
         Pending {
             client_ip,
             client_port: meta as u16,
@@ -117,55 +145,27 @@ impl Slot {
             backend: (meta >> 32) as u16,
             frontend: (meta >> 48) as u16,
             client_mac: mb[2..].try_into().unwrap(),
-            pool: (qp >> 32) as u16,
-            qhash: qp as u32,
+            pool: ((mac >> POOL_SHIFT) & POOL_MASK) as u16,
+            qhash: self.qhash.load(r),
             sent_ns: self.sent.load(r),
         }
     }
 }
 
-struct PortSlab {
-    slots: Box<[Slot]>,
-    mul: u16,
-    mul_inv: u16,
-    xor: u16,
-    /// Highest slot counter handed out + 1 (bounded scan for never-used slabs).
-    used: AtomicU32,
+#[inline]
+fn key_of(s: u64) -> u32 {
+    (s >> KEY_SHIFT) as u32
 }
 
-impl PortSlab {
-    fn new(seed: u64) -> Self {
-        let mul = (seed as u16) | 1;
-        // Newton's iteration for the inverse of an odd number mod 2^16.
-        let mut inv = mul;
-        for _ in 0..4 {
-            inv = inv.wrapping_mul(2u16.wrapping_sub(mul.wrapping_mul(inv)));
-        }
-        let slots = (0..IDS_PER_PORT).map(|_| Slot::default()).collect();
-        PortSlab {
-            slots,
-            mul,
-            mul_inv: inv,
-            xor: (seed >> 16) as u16,
-            used: AtomicU32::new(0),
-        }
-    }
-
-    #[inline]
-    fn id_of(&self, idx: u16) -> u16 {
-        idx.wrapping_mul(self.mul) ^ self.xor
-    }
-
-    #[inline]
-    fn idx_of(&self, id: u16) -> u16 {
-        (id ^ self.xor).wrapping_mul(self.mul_inv)
-    }
+#[inline]
+fn gen_of(s: u64) -> u64 {
+    (s >> GEN_SHIFT) & GEN_MASK
 }
 
 /// Why an answer was not matched to a waiting query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reject {
-    /// No port with that index, or no query waiting under that ID.
+    /// No port with that index, or no query waiting under that port and ID.
     UnknownId,
     /// The slot is waiting, but for an answer from another backend.
     WrongSource,
@@ -176,118 +176,194 @@ pub enum Reject {
 }
 
 pub struct InflightTable {
-    ports: Box<[OnceLock<PortSlab>]>,
-    ports_per_worker: usize,
+    /// One slab per worker, allocated when the worker's allocator is made.
+    slabs: Box<[OnceLock<Box<[Slot]>>]>,
+    ports_per_worker: u32,
+    slot_bits: u32,
     /// Queries waiting, per (owning worker, backend): least-outstanding reads it.
     outstanding: Box<[AtomicU32]>,
-    seed: u64,
+    qkey: QuestionKey,
 }
 
-/// A worker's allocation cursor on one of its ports.
-#[derive(Clone, Debug, Default)]
-pub struct PortCursor {
-    pub port: u32,
-    ctr: u32,
-    /// `ctr` at the last sweep, and how many queries it left waiting: a port
-    /// with no allocation since and nothing waiting needs no scan (an idle
-    /// balancer then touches none of its 4 MiB slabs).
-    swept_ctr: u32,
-    waiting: usize,
+/// A worker's own side of the table: its random source and its
+/// allocations in send order. Only the owning worker holds it.
+pub struct Allocator {
+    worker: u32,
+    rng: ChaCha12Rng,
+    /// (slot index | generation << 32), oldest at `head`.
+    fifo: Box<[u64]>,
+    head: usize,
+    tail: usize,
 }
 
-impl PortCursor {
-    pub fn new(port: u32) -> Self {
-        PortCursor {
-            port,
-            ..PortCursor::default()
-        }
+impl Allocator {
+    pub fn worker(&self) -> usize {
+        self.worker as usize
+    }
+
+    fn push(&mut self, entry: u64) {
+        let mask = self.fifo.len() - 1;
+        self.fifo[self.tail & mask] = entry;
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    fn len(&self) -> usize {
+        self.tail.wrapping_sub(self.head)
     }
 }
 
 impl InflightTable {
-    pub fn new(workers: usize, ports_per_worker: usize) -> Self {
-        let n = workers * ports_per_worker;
-        let seed = {
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_usize(n);
-            h.finish()
-        };
+    /// `slots_per_worker` is rounded up to a power of two within
+    /// [`MIN_SLOTS`, `MAX_SLOTS`]; `ports_per_worker` is clamped to
+    /// 1..=[`MAX_PORTS_PER_WORKER`] (configuration validates both).
+    pub fn new(workers: usize, ports_per_worker: usize, slots_per_worker: usize) -> Self {
+        let slots = slots_per_worker
+            .clamp(MIN_SLOTS, MAX_SLOTS)
+            .next_power_of_two();
         InflightTable {
-            ports: (0..n).map(|_| OnceLock::new()).collect(),
-            ports_per_worker,
+            slabs: (0..workers).map(|_| OnceLock::new()).collect(),
+            ports_per_worker: ports_per_worker.clamp(1, MAX_PORTS_PER_WORKER) as u32,
+            slot_bits: slots.trailing_zeros(),
             outstanding: (0..workers * MAX_BACKENDS)
                 .map(|_| AtomicU32::new(0))
                 .collect(),
-            seed,
+            qkey: QuestionKey::random(),
         }
     }
 
     pub fn ports_per_worker(&self) -> usize {
-        self.ports_per_worker
+        self.ports_per_worker as usize
+    }
+
+    pub fn slots_per_worker(&self) -> usize {
+        1 << self.slot_bits
     }
 
     /// Global index of a worker's local port.
     pub fn port_index(&self, worker: usize, local: usize) -> u32 {
-        (worker * self.ports_per_worker + local) as u32
+        (worker * self.ports_per_worker as usize + local) as u32
     }
 
-    /// Allocates a port's slots (4 MiB) the first time it is used. Control
-    /// path only: called when a worker opens the port, never per packet.
-    pub fn ensure_port(&self, port: u32) {
-        if let Some(cell) = self.ports.get(port as usize) {
-            cell.get_or_init(|| PortSlab::new(crate::hash::mix(self.seed ^ u64::from(port))));
-        }
+    /// The worker that owns global port `port`.
+    pub fn owner(&self, port: u32) -> usize {
+        (port / self.ports_per_worker) as usize
+    }
+
+    /// The per-process keyed hash of a question (name without case, type,
+    /// class) that answers are checked against.
+    #[inline]
+    pub fn question_hash(&self, name: &[u8], qtype: u16, qclass: u16) -> u64 {
+        self.qkey.hash(name, qtype, qclass)
+    }
+
+    /// Worker `worker`'s allocator, with its slab (64 bytes a slot) made
+    /// now and a CSPRNG seeded from the OS. Control path: once per worker.
+    /// `None` for a worker the table was not sized for.
+    pub fn allocator(&self, worker: usize) -> Option<Allocator> {
+        let cell = self.slabs.get(worker)?;
+        let n = self.slots_per_worker();
+        cell.get_or_init(|| (0..n).map(|_| Slot::default()).collect());
+        Some(Allocator {
+            worker: worker as u32,
+            rng: ChaCha12Rng::from_entropy(),
+            fifo: vec![0; n * FIFO_PER_SLOT].into_boxed_slice(),
+            head: 0,
+            tail: 0,
+        })
     }
 
     #[inline]
-    fn slab(&self, port: u32) -> Option<&PortSlab> {
-        self.ports.get(port as usize).and_then(|c| c.get())
+    fn slot_index(&self, key: u32) -> usize {
+        // Fibonacci hashing: keys are random, this only spreads the few
+        // bits a small port count leaves over the whole slab.
+        (key.wrapping_mul(0x9e37_79b1) >> (32 - self.slot_bits)) as usize
+    }
+
+    /// The slot (port, id) names, and its key.
+    #[inline]
+    fn locate(&self, port: u32, id: u16) -> Option<(&Slot, u32)> {
+        let slab = self.slabs.get(self.owner(port))?.get()?;
+        let key = (port % self.ports_per_worker) << 16 | u32::from(id);
+        Some((&slab[self.slot_index(key)], key))
     }
 
     #[inline]
-    fn outstanding_cell(&self, port: u32, backend: BackendId) -> Option<&AtomicU32> {
-        let worker = port as usize / self.ports_per_worker.max(1);
+    fn outstanding_cell(&self, worker: usize, backend: BackendId) -> Option<&AtomicU32> {
         self.outstanding
             .get(worker * MAX_BACKENDS + usize::from(backend))
     }
 
     /// Queries worker `worker` has waiting on `backend`.
     pub fn outstanding(&self, worker: usize, backend: BackendId) -> u32 {
-        self.outstanding
-            .get(worker * MAX_BACKENDS + usize::from(backend))
+        self.outstanding_cell(worker, backend)
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
-    /// Takes a free slot on the cursor's port for `p` and returns the DNS ID to
-    /// send under, plus how many busy slots were skipped. Only the port's
-    /// owner may call this. `None`: the port is full (or not allocated).
+    /// Takes a free slot for `p` under a random key: the global port and
+    /// DNS ID to send under, and how many busy slots were drawn first. Only
+    /// the allocator's owner calls this. `None`: the table is (nearly)
+    /// full, or the allocator is not this table's.
     #[inline]
-    pub fn alloc(&self, cur: &mut PortCursor, p: &Pending) -> (Option<u16>, u32) {
-        let Some(slab) = self.slab(cur.port) else {
+    pub fn alloc(&self, a: &mut Allocator, p: &Pending) -> (Option<(u32, u16)>, u32) {
+        let w = a.worker as usize;
+        let Some(slab) = self.slabs.get(w).and_then(OnceLock::get) else {
             return (None, 0);
         };
+        if a.len() == a.fifo.len() {
+            self.compact(a, slab);
+        }
         for probe in 0..MAX_PROBES {
-            let idx = cur.ctr as u16;
-            cur.ctr = cur.ctr.wrapping_add(1);
-            let slot = &slab.slots[usize::from(idx)];
+            let r = a.rng.next_u64();
+            let id = r as u16;
+            // Lemire's reduction: an even port from 32 random bits.
+            let local = ((r >> 32) * u64::from(self.ports_per_worker)) >> 32;
+            let key = (local as u32) << 16 | u32::from(id);
+            let idx = self.slot_index(key);
+            let slot = &slab[idx];
             let s = slot.state.load(Ordering::Acquire);
             if s & ST_MASK == ST_BUSY {
                 continue;
             }
             slot.write(p);
-            let gen = (s >> 2) + 1;
-            slot.state.store(gen << 2 | ST_BUSY, Ordering::Release);
-            if slab.used.load(Ordering::Relaxed) < cur.ctr.min(IDS_PER_PORT as u32) {
-                slab.used
-                    .store(cur.ctr.min(IDS_PER_PORT as u32), Ordering::Relaxed);
-            }
-            if let Some(c) = self.outstanding_cell(cur.port, p.backend) {
+            let gen = (gen_of(s) + 1) & GEN_MASK;
+            slot.state.store(
+                gen << GEN_SHIFT | u64::from(key) << KEY_SHIFT | ST_BUSY,
+                Ordering::Release,
+            );
+            a.push(idx as u64 | gen << 32);
+            if let Some(c) = self.outstanding_cell(w, p.backend) {
                 c.fetch_add(1, Ordering::Relaxed);
             }
-            return (Some(slab.id_of(idx)), probe);
+            return (Some((self.port_index(w, local as usize), id)), probe);
         }
         (None, MAX_PROBES)
+    }
+
+    /// Drops the answered entries of a full FIFO, keeping the order of
+    /// the rest (at most one per slot, so at least 3/4 of it is freed).
+    #[cold]
+    fn compact(&self, a: &mut Allocator, slab: &[Slot]) {
+        let mask = a.fifo.len() - 1;
+        let mut kept = a.head;
+        let mut i = a.head;
+        while i != a.tail {
+            let e = a.fifo[i & mask];
+            if Self::live(slab, e).is_some() {
+                a.fifo[kept & mask] = e;
+                kept = kept.wrapping_add(1);
+            }
+            i = i.wrapping_add(1);
+        }
+        a.tail = kept;
+    }
+
+    /// The state of the slot a FIFO entry names, if that allocation is
+    /// still waiting.
+    #[inline]
+    fn live(slab: &[Slot], e: u64) -> Option<(&Slot, u64)> {
+        let slot = slab.get((e as u32) as usize)?;
+        let s = slot.state.load(Ordering::Acquire);
+        (s & ST_MASK == ST_BUSY && gen_of(s) == e >> 32).then_some((slot, s))
     }
 
     /// Completes the query waiting under (port, id) if `source_ok` accepts its
@@ -298,14 +374,13 @@ impl InflightTable {
         &self,
         port: u32,
         id: u16,
-        qhash: Option<u32>,
+        qhash: Option<u64>,
         source_ok: impl Fn(BackendId) -> bool,
     ) -> Result<Pending, Reject> {
-        let slab = self.slab(port).ok_or(Reject::UnknownId)?;
-        let slot = &slab.slots[usize::from(slab.idx_of(id))];
+        let (slot, key) = self.locate(port, id).ok_or(Reject::UnknownId)?;
         let s = slot.state.load(Ordering::Acquire);
         let st = s & ST_MASK;
-        if st == ST_FREE {
+        if st == ST_FREE || key_of(s) != key {
             return Err(Reject::UnknownId);
         }
         let p = slot.read();
@@ -338,13 +413,15 @@ impl InflightTable {
             Ordering::Relaxed,
         ) {
             Ok(_) => {
-                if let Some(c) = self.outstanding_cell(port, p.backend) {
+                if let Some(c) = self.outstanding_cell(self.owner(port), p.backend) {
                     c.fetch_sub(1, Ordering::Relaxed);
                 }
                 Ok(p)
             }
             // Completed (a duplicate answer) or timed out under our feet.
-            Err(now) if now & ST_MASK == ST_TIMED_OUT && now >> 2 == s >> 2 => Err(Reject::Late),
+            Err(now) if now & ST_MASK == ST_TIMED_OUT && now >> GEN_SHIFT == s >> GEN_SHIFT => {
+                Err(Reject::Late)
+            }
             Err(_) => Err(Reject::UnknownId),
         }
     }
@@ -353,10 +430,9 @@ impl InflightTable {
     /// backend and send time): the engine gives up waiting for that backend
     /// and re-sends the query elsewhere. Any worker may call this.
     pub fn take(&self, port: u32, id: u16, is_it: impl Fn(&Pending) -> bool) -> Option<Pending> {
-        let slab = self.slab(port)?;
-        let slot = &slab.slots[usize::from(slab.idx_of(id))];
+        let (slot, key) = self.locate(port, id)?;
         let s = slot.state.load(Ordering::Acquire);
-        if s & ST_MASK != ST_BUSY {
+        if s & ST_MASK != ST_BUSY || key_of(s) != key {
             return None;
         }
         let p = slot.read();
@@ -371,7 +447,7 @@ impl InflightTable {
                 Ordering::Relaxed,
             )
             .ok()?;
-        if let Some(c) = self.outstanding_cell(port, p.backend) {
+        if let Some(c) = self.outstanding_cell(self.owner(port), p.backend) {
             c.fetch_sub(1, Ordering::Relaxed);
         }
         Some(p)
@@ -380,12 +456,11 @@ impl InflightTable {
     /// Frees a slot the owner just allocated but could not send (the kernel
     /// refused the datagram), so it is neither answered nor timed out.
     pub fn cancel(&self, port: u32, id: u16) {
-        let Some(slab) = self.slab(port) else {
+        let Some((slot, key)) = self.locate(port, id) else {
             return;
         };
-        let slot = &slab.slots[usize::from(slab.idx_of(id))];
         let s = slot.state.load(Ordering::Acquire);
-        if s & ST_MASK != ST_BUSY {
+        if s & ST_MASK != ST_BUSY || key_of(s) != key {
             return;
         }
         let backend = (slot.meta.load(Ordering::Relaxed) >> 32) as u16;
@@ -394,51 +469,39 @@ impl InflightTable {
             .compare_exchange(s, s & !ST_MASK, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
-            if let Some(c) = self.outstanding_cell(port, backend) {
+            if let Some(c) = self.outstanding_cell(self.owner(port), backend) {
                 c.fetch_sub(1, Ordering::Relaxed);
             }
         }
     }
 
-    /// Times out the cursor's port's queries older than `timeout_ns`;
+    /// Times out the allocator's queries older than `timeout_ns`;
     /// `on_timeout` sees each one (to count it against its backend). Owner
-    /// only; returns how many slots are still waiting.
+    /// only. Walks the allocations in send order and stops at the first
+    /// one still young, so it costs what was sent since the last sweep.
+    /// Returns how many allocations it still holds (an upper bound of the
+    /// queries waiting). A query re-sent with an older clock than the one
+    /// before it times out at most one `timeout_ns` late.
     pub fn sweep(
         &self,
-        cur: &mut PortCursor,
-        now_ns: u64,
-        timeout_ns: u64,
-        on_timeout: impl FnMut(&Pending),
-    ) -> usize {
-        if cur.ctr == cur.swept_ctr && cur.waiting == 0 {
-            return 0;
-        }
-        cur.swept_ctr = cur.ctr;
-        cur.waiting = self.scan(cur.port, now_ns, timeout_ns, on_timeout);
-        cur.waiting
-    }
-
-    fn scan(
-        &self,
-        port: u32,
+        a: &mut Allocator,
         now_ns: u64,
         timeout_ns: u64,
         mut on_timeout: impl FnMut(&Pending),
     ) -> usize {
-        let Some(slab) = self.slab(port) else {
+        let w = a.worker as usize;
+        let Some(slab) = self.slabs.get(w).and_then(OnceLock::get) else {
             return 0;
         };
-        let used = slab.used.load(Ordering::Relaxed) as usize;
-        let mut waiting = 0;
-        for slot in &slab.slots[..used] {
-            let s = slot.state.load(Ordering::Acquire);
-            if s & ST_MASK != ST_BUSY {
+        let mask = a.fifo.len() - 1;
+        while a.head != a.tail {
+            let e = a.fifo[a.head & mask];
+            let Some((slot, s)) = Self::live(slab, e) else {
+                a.head = a.head.wrapping_add(1);
                 continue;
-            }
-            let sent = slot.sent.load(Ordering::Relaxed);
-            if now_ns.saturating_sub(sent) < timeout_ns {
-                waiting += 1;
-                continue;
+            };
+            if now_ns.saturating_sub(slot.sent.load(Ordering::Relaxed)) < timeout_ns {
+                break;
             }
             let p = slot.read();
             if slot
@@ -451,13 +514,14 @@ impl InflightTable {
                 )
                 .is_ok()
             {
-                if let Some(c) = self.outstanding_cell(port, p.backend) {
+                if let Some(c) = self.outstanding_cell(w, p.backend) {
                     c.fetch_sub(1, Ordering::Relaxed);
                 }
                 on_timeout(&p);
             }
+            a.head = a.head.wrapping_add(1);
         }
-        waiting
+        a.len()
     }
 }
 
@@ -466,7 +530,7 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    fn pending(backend: BackendId, qhash: u32, sent: u64) -> Pending {
+    fn pending(backend: BackendId, qhash: u64, sent: u64) -> Pending {
         Pending {
             client_ip: "192.0.2.7".parse().unwrap(),
             client_port: 5353,
@@ -480,188 +544,273 @@ mod tests {
         }
     }
 
-    #[test]
-    fn id_permutation_is_a_bijection() {
-        let s = PortSlab::new(0x1234_5678_9abc);
-        let mut seen = vec![false; IDS_PER_PORT];
-        for i in 0..=u16::MAX {
-            let id = s.id_of(i);
-            assert!(!seen[usize::from(id)]);
-            seen[usize::from(id)] = true;
-            assert_eq!(s.idx_of(id), i);
-        }
+    fn table(ports: usize, slots: usize) -> (InflightTable, Allocator) {
+        let t = InflightTable::new(1, ports, slots);
+        let a = t.allocator(0).unwrap();
+        (t, a)
     }
 
     #[test]
     fn alloc_complete_roundtrip_v4_and_v6() {
-        let t = InflightTable::new(1, 1);
-        t.ensure_port(0);
-        let mut c = PortCursor::new(0);
+        let (t, mut a) = table(4, 1024);
         let p = pending(3, 77, 10);
-        let (id, skipped) = t.alloc(&mut c, &p);
-        let id = id.unwrap();
+        let ((port, id), skipped) = match t.alloc(&mut a, &p) {
+            (Some(k), s) => (k, s),
+            (None, _) => panic!("empty table refused"),
+        };
         assert_eq!(skipped, 0);
+        assert!(port < 4);
         assert_eq!(t.outstanding(0, 3), 1);
-        assert_eq!(t.complete(0, id, Some(77), |b| b == 3), Ok(p));
+        assert_eq!(t.complete(port, id, Some(77), |b| b == 3), Ok(p));
         assert_eq!(t.outstanding(0, 3), 0);
         // A duplicate answer finds the slot free.
         assert_eq!(
-            t.complete(0, id, Some(77), |b| b == 3),
+            t.complete(port, id, Some(77), |b| b == 3),
             Err(Reject::UnknownId)
         );
 
         let mut p6 = pending(4, 1, 10);
         p6.client_ip = "2001:db8::53".parse().unwrap();
-        let id = t.alloc(&mut c, &p6).0.unwrap();
-        assert_eq!(t.complete(0, id, Some(1), |_| true), Ok(p6));
+        p6.pool = 32_767;
+        let (port, id) = t.alloc(&mut a, &p6).0.unwrap();
+        assert_eq!(t.complete(port, id, Some(1), |_| true), Ok(p6));
     }
 
     #[test]
-    fn wrong_source_or_question_leaves_slot_waiting() {
-        let t = InflightTable::new(1, 1);
-        t.ensure_port(0);
-        let mut c = PortCursor::new(0);
+    fn wrong_source_question_port_or_id_leaves_slot_waiting() {
+        let (t, mut a) = table(4, 1024);
         let p = pending(1, 42, 0);
-        let id = t.alloc(&mut c, &p).0.unwrap();
+        let (port, id) = t.alloc(&mut a, &p).0.unwrap();
         assert_eq!(
-            t.complete(0, id, Some(42), |b| b == 2),
+            t.complete(port, id, Some(42), |b| b == 2),
             Err(Reject::WrongSource)
         );
         assert_eq!(
-            t.complete(0, id, Some(43), |b| b == 1),
+            t.complete(port, id, Some(43), |b| b == 1),
             Err(Reject::WrongQuestion)
         );
+        // Every other ID on that port, and the same ID on every other port
+        // (and ports the table does not have), is unknown.
+        for other in (0..=u16::MAX).filter(|&i| i != id) {
+            assert_eq!(
+                t.complete(port, other, Some(42), |b| b == 1),
+                Err(Reject::UnknownId)
+            );
+        }
+        for other in (0..9).filter(|&q| q != port) {
+            assert_eq!(
+                t.complete(other, id, Some(42), |b| b == 1),
+                Err(Reject::UnknownId)
+            );
+        }
+        assert_eq!(t.complete(port, id, Some(42), |b| b == 1), Ok(p));
+    }
+
+    #[test]
+    fn keys_are_spread_over_ports_and_ids_without_pattern() {
+        let (t, mut a) = table(1024, 1 << 16);
+        let mut ports = std::collections::HashSet::new();
+        let mut pairs = std::collections::HashSet::new();
+        let (mut low_bit_flips, mut prev) = (0, None);
+        for i in 0..20_000u64 {
+            let (port, id) = t.alloc(&mut a, &pending(1, i, 0)).0.unwrap();
+            ports.insert(port);
+            pairs.insert((port, id));
+            if let Some(p) = prev {
+                low_bit_flips += usize::from((p ^ id) & 1 == 1);
+            }
+            prev = Some(id);
+            t.complete(port, id, Some(i), |_| true).unwrap();
+        }
+        // 20 000 draws over 1 024 ports leave none out but by a fluke of
+        // probability 1024·e^-19.5.
+        assert_eq!(ports.len(), 1024);
+        // Birthday bound over 2^26 keys: ~3 repeats expected.
+        assert!(pairs.len() > 19_950, "{} distinct", pairs.len());
+        // A counter would flip the low bit every time; chance, about half
+        // (±6 σ of a binomial over 19 999 trials).
+        assert!((9_150..10_850).contains(&low_bit_flips), "{low_bit_flips}");
+    }
+
+    #[test]
+    fn two_tables_draw_different_keys_and_hash_questions_differently() {
+        let (t1, mut a1) = table(1024, 1024);
+        let (t2, mut a2) = table(1024, 1024);
+        let k1: Vec<_> = (0..8)
+            .map(|_| t1.alloc(&mut a1, &pending(1, 1, 0)).0)
+            .collect();
+        let k2: Vec<_> = (0..8)
+            .map(|_| t2.alloc(&mut a2, &pending(1, 1, 0)).0)
+            .collect();
+        assert_ne!(k1, k2);
+        let name = b"\x07example\x03com\x00";
+        assert_ne!(t1.question_hash(name, 1, 1), t2.question_hash(name, 1, 1));
+        // Within a table: case does not matter, type and class do.
         assert_eq!(
-            t.complete(0, id ^ 1, Some(42), |b| b == 1),
-            Err(Reject::UnknownId)
+            t1.question_hash(name, 1, 1),
+            t1.question_hash(b"\x07ExAmPlE\x03COM\x00", 1, 1)
         );
-        assert_eq!(
-            t.complete(1, id, Some(42), |b| b == 1),
-            Err(Reject::UnknownId)
+        assert_ne!(t1.question_hash(name, 1, 1), t1.question_hash(name, 28, 1));
+        assert_ne!(t1.question_hash(name, 1, 1), t1.question_hash(name, 1, 3));
+        assert_ne!(
+            t1.question_hash(name, 1, 1),
+            t1.question_hash(b"\x07example\x03org\x00", 1, 1)
         );
-        assert_eq!(t.complete(0, id, Some(42), |b| b == 1), Ok(p));
     }
 
     #[test]
     fn sweep_times_out_and_late_answer_is_named() {
-        let t = InflightTable::new(1, 1);
-        t.ensure_port(0);
-        let mut c = PortCursor::new(0);
-        let old = t.alloc(&mut c, &pending(1, 5, 100)).0.unwrap();
-        let young = t.alloc(&mut c, &pending(2, 6, 900)).0.unwrap();
+        let (t, mut a) = table(2, 1024);
+        let old = t.alloc(&mut a, &pending(1, 5, 100)).0.unwrap();
+        let young = t.alloc(&mut a, &pending(2, 6, 900)).0.unwrap();
         let mut timed_out = vec![];
-        let waiting = t.sweep(&mut c, 1000, 500, |p| timed_out.push(p.backend));
+        let held = t.sweep(&mut a, 1000, 500, |p| timed_out.push(p.backend));
         assert_eq!(timed_out, vec![1]);
-        assert_eq!(waiting, 1);
+        assert_eq!(held, 1);
         assert_eq!(t.outstanding(0, 1), 0);
-        assert_eq!(t.complete(0, old, Some(5), |b| b == 1), Err(Reject::Late));
         assert_eq!(
-            t.complete(0, old, Some(9), |b| b == 1),
+            t.complete(old.0, old.1, Some(5), |b| b == 1),
+            Err(Reject::Late)
+        );
+        assert_eq!(
+            t.complete(old.0, old.1, Some(9), |b| b == 1),
             Err(Reject::UnknownId)
         );
         // The young one still waits: the next sweep looks again and times it out.
-        assert_eq!(t.sweep(&mut c, 2000, 500, |p| timed_out.push(p.backend)), 0);
+        assert_eq!(t.sweep(&mut a, 2000, 500, |p| timed_out.push(p.backend)), 0);
         assert_eq!(timed_out, vec![1, 2]);
-        assert_eq!(t.complete(0, young, Some(6), |b| b == 2), Err(Reject::Late));
-    }
-
-    #[test]
-    fn idle_ports_are_not_scanned_but_new_queries_are_seen() {
-        let t = InflightTable::new(1, 1);
-        t.ensure_port(0);
-        let mut c = PortCursor::new(0);
-        t.alloc(&mut c, &pending(1, 1, 0)).0.unwrap();
-        let mut n = 0;
-        assert_eq!(t.sweep(&mut c, 10, 100, |_| n += 1), 1);
-        assert_eq!(t.sweep(&mut c, 200, 100, |_| n += 1), 0);
-        assert_eq!(n, 1);
-        // Nothing waiting, nothing new: skipped (a timeout it could find
-        // would need an allocation first).
-        assert_eq!(t.sweep(&mut c, 10_000, 100, |_| n += 1), 0);
-        t.alloc(&mut c, &pending(1, 1, 10_000)).0.unwrap();
-        assert_eq!(t.sweep(&mut c, 20_000, 100, |_| n += 1), 0);
-        assert_eq!(n, 2);
-    }
-
-    #[test]
-    fn busy_slots_are_skipped_never_overwritten() {
-        let t = InflightTable::new(1, 1);
-        t.ensure_port(0);
-        let mut c = PortCursor::new(0);
-        let first = t.alloc(&mut c, &pending(1, 1, 0)).0.unwrap();
-        // Fill the rest of the ring, then come round: slot 0 is still busy.
-        for i in 1..IDS_PER_PORT {
-            let (id, _) = t.alloc(&mut c, &pending(1, 2, i as u64));
-            let id = id.unwrap();
-            assert!(t.complete(0, id, Some(2), |_| true).is_ok());
-        }
-        let (id, skipped) = t.alloc(&mut c, &pending(1, 3, 0));
-        assert_eq!(skipped, 1);
-        assert_ne!(id.unwrap(), first);
         assert_eq!(
-            t.complete(0, first, Some(1), |_| true).map(|p| p.qhash),
-            Ok(1)
+            t.complete(young.0, young.1, Some(6), |b| b == 2),
+            Err(Reject::Late)
         );
+    }
+
+    #[test]
+    fn sweep_costs_what_was_sent_and_skips_answered() {
+        let (t, mut a) = table(2, 1024);
+        // Nothing sent: nothing held, nothing looked at.
+        assert_eq!(t.sweep(&mut a, 10_000, 100, |_| panic!()), 0);
+        let keys: Vec<_> = (0..10)
+            .map(|i| t.alloc(&mut a, &pending(1, i, i * 10)).0.unwrap())
+            .collect();
+        for (i, k) in keys.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+            t.complete(k.0, k.1, Some(i as u64), |_| true).unwrap();
+        }
+        // At 145 with timeout 100: sent at ≤ 45 time out (10 and 30; 0, 20
+        // and 40 were answered); 50 stops the walk.
+        let mut out = vec![];
+        assert_eq!(t.sweep(&mut a, 145, 100, |p| out.push(p.qhash)), 5);
+        assert_eq!(out, vec![1, 3]);
+        assert_eq!(t.sweep(&mut a, 1_000, 100, |p| out.push(p.qhash)), 0);
+        assert_eq!(out, vec![1, 3, 5, 7, 9]);
+        assert_eq!(t.outstanding(0, 1), 0);
+    }
+
+    #[test]
+    fn a_full_fifo_is_compacted_in_order() {
+        let (t, mut a) = table(1, 1024);
+        // One query stays waiting while 10 000 others come and go: the
+        // FIFO (4 096 entries) fills with answered ones and is compacted.
+        let first = t.alloc(&mut a, &pending(1, 0, 0)).0.unwrap();
+        for i in 1..10_000u64 {
+            let k = t.alloc(&mut a, &pending(1, i, i)).0.unwrap();
+            t.complete(k.0, k.1, Some(i), |_| true).unwrap();
+        }
+        let last = t.alloc(&mut a, &pending(2, 1, 20_000)).0.unwrap();
+        assert!(a.len() <= a.fifo.len());
+        let mut out = vec![];
+        t.sweep(&mut a, 20_001, 10, |p| out.push(p.backend));
+        assert_eq!(out, vec![1]);
+        t.sweep(&mut a, 40_000, 10, |p| out.push(p.backend));
+        assert_eq!(out, vec![1, 2]);
+        assert_eq!(
+            t.complete(first.0, first.1, Some(0), |_| true),
+            Err(Reject::Late)
+        );
+        assert_eq!(
+            t.complete(last.0, last.1, Some(1), |_| true),
+            Err(Reject::Late)
+        );
+    }
+
+    #[test]
+    fn busy_slots_are_never_overwritten_and_a_full_table_refuses() {
+        let (t, mut a) = table(1, 1024);
+        let mut keys = vec![];
+        let mut refused = 0;
+        for i in 0..1024u64 {
+            match t.alloc(&mut a, &pending(1, i, 0)) {
+                (Some(k), _) => keys.push((k, i)),
+                (None, skipped) => {
+                    assert_eq!(skipped, MAX_PROBES);
+                    refused += 1;
+                }
+            }
+        }
+        // Random probing fills most of the slab before it gives up.
+        assert!(keys.len() > 700, "{} of 1024 placed", keys.len());
+        assert_eq!(keys.len() + refused, 1024);
+        assert_eq!(t.outstanding(0, 1) as usize, keys.len());
+        // Every query is still there, under its own key.
+        for ((port, id), q) in keys {
+            assert_eq!(
+                t.complete(port, id, Some(q), |_| true).map(|p| p.qhash),
+                Ok(q)
+            );
+        }
+        // An allocator of a worker the table was not made for: refused.
+        assert!(t.allocator(1).is_none());
     }
 
     #[test]
     fn take_only_the_query_it_names() {
-        let t = InflightTable::new(1, 1);
-        t.ensure_port(0);
-        let mut c = PortCursor::new(0);
+        let (t, mut a) = table(2, 1024);
         let p = pending(1, 9, 77);
-        let id = t.alloc(&mut c, &p).0.unwrap();
-        assert_eq!(t.take(0, id, |q| q.sent_ns == 78), None, "another query");
-        assert_eq!(t.take(0, id, |q| q.sent_ns == 77), Some(p));
+        let (port, id) = t.alloc(&mut a, &p).0.unwrap();
+        assert_eq!(t.take(port, id, |q| q.sent_ns == 78), None, "another query");
+        assert_eq!(t.take(port, id ^ 1, |_| true), None, "another id");
+        assert_eq!(t.take(port, id, |q| q.sent_ns == 77), Some(p));
         assert_eq!(t.outstanding(0, 1), 0);
-        assert_eq!(t.take(0, id, |_| true), None, "taken once");
-        assert_eq!(t.complete(0, id, Some(9), |_| true), Err(Reject::UnknownId));
-        assert_eq!(t.take(9, id, |_| true), None, "no such port");
+        assert_eq!(t.take(port, id, |_| true), None, "taken once");
+        assert_eq!(
+            t.complete(port, id, Some(9), |_| true),
+            Err(Reject::UnknownId)
+        );
+        assert_eq!(t.take(99, id, |_| true), None, "no such port");
     }
 
     #[test]
     fn cancel_frees_without_answer() {
-        let t = InflightTable::new(1, 1);
-        t.ensure_port(0);
-        let mut c = PortCursor::new(0);
-        let id = t.alloc(&mut c, &pending(1, 1, 0)).0.unwrap();
-        t.cancel(0, id);
+        let (t, mut a) = table(2, 1024);
+        let (port, id) = t.alloc(&mut a, &pending(1, 1, 0)).0.unwrap();
+        t.cancel(port, id ^ 1); // another key: nothing happens
+        assert_eq!(t.outstanding(0, 1), 1);
+        t.cancel(port, id);
         assert_eq!(t.outstanding(0, 1), 0);
-        assert_eq!(t.complete(0, id, Some(1), |_| true), Err(Reject::UnknownId));
-        t.cancel(0, id); // twice: harmless
+        assert_eq!(
+            t.complete(port, id, Some(1), |_| true),
+            Err(Reject::UnknownId)
+        );
+        t.cancel(port, id); // twice: harmless
         t.cancel(7, id); // no such port: harmless
-    }
-
-    #[test]
-    fn full_port_refuses() {
-        let t = InflightTable::new(1, 2);
-        t.ensure_port(0);
-        let mut c = PortCursor::new(0);
-        for _ in 0..IDS_PER_PORT {
-            assert!(t.alloc(&mut c, &pending(1, 1, 0)).0.is_some());
-        }
-        assert_eq!(t.alloc(&mut c, &pending(1, 1, 0)), (None, MAX_PROBES));
-        // Unallocated port: refused, no panic.
-        assert_eq!(t.alloc(&mut PortCursor::new(1), &pending(1, 1, 0)).0, None);
-        assert_eq!(t.alloc(&mut PortCursor::new(99), &pending(1, 1, 0)).0, None);
+        assert_eq!(t.sweep(&mut a, u64::MAX, 1, |_| panic!()), 0);
     }
 
     #[test]
     fn completion_from_other_threads_races_cleanly_with_sweep() {
-        let t = Arc::new(InflightTable::new(1, 1));
-        t.ensure_port(0);
-        let mut c = PortCursor::new(0);
-        let ids: Vec<u16> = (0..20_000)
-            .map(|i| t.alloc(&mut c, &pending(1, i, 0)).0.unwrap())
+        let t = Arc::new(InflightTable::new(1, 64, 1 << 16));
+        let mut a = t.allocator(0).unwrap();
+        let keys: Vec<(u32, u16)> = (0..20_000)
+            .map(|i| t.alloc(&mut a, &pending(1, i, 0)).0.unwrap())
             .collect();
-        let ids = Arc::new(ids);
+        let keys = Arc::new(keys);
         let mut hands = vec![];
         for k in 0..2 {
-            let (t, ids) = (t.clone(), ids.clone());
+            let (t, keys) = (t.clone(), keys.clone());
             hands.push(std::thread::spawn(move || {
                 let mut ok = 0;
-                for (i, id) in ids.iter().enumerate() {
-                    if i % 2 == k && t.complete(0, *id, Some(i as u32), |_| true).is_ok() {
+                for (i, (port, id)) in keys.iter().enumerate() {
+                    if i % 2 == k && t.complete(*port, *id, Some(i as u64), |_| true).is_ok() {
                         ok += 1;
                     }
                 }
@@ -669,7 +818,7 @@ mod tests {
             }));
         }
         let mut swept = 0;
-        t.sweep(&mut c, 10, 1, |_| swept += 1);
+        t.sweep(&mut a, 10, 1, |_| swept += 1);
         let done: usize = hands.into_iter().map(|h| h.join().unwrap()).sum();
         // Each query ended exactly once: answered or timed out.
         assert_eq!(done + swept, 20_000);

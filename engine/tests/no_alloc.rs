@@ -12,7 +12,7 @@ use std::cell::Cell;
 use std::sync::Arc;
 
 use dnsrail_engine::config::{Config, DynBlockConfig};
-use dnsrail_engine::core::{AnswerOutcome, Client, Core, PortPlan, QueryOutcome};
+use dnsrail_engine::core::{AnswerOutcome, Client, Core, QueryOutcome};
 use dnsrail_engine::dynblock::DynBlock;
 use dnsrail_engine::frame::{FrameEnv, FrameVerdict};
 use dnsrail_engine::inflight::InflightTable;
@@ -98,9 +98,7 @@ fn frame(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> 
 #[test]
 fn query_and_answer_allocate_nothing() {
     let cfg = Config::parse(CFG, "t").unwrap();
-    let table = Arc::new(InflightTable::new(1, 2));
-    table.ensure_port(0);
-    table.ensure_port(1);
+    let table = Arc::new(InflightTable::new(1, 2, 1024));
     // Dynamic blocks on, with one (unrelated) prefix blocked so the list
     // lookup runs for every query.
     let db = Arc::new(DynBlock::new(DynBlockConfig {
@@ -110,8 +108,7 @@ fn query_and_answer_allocate_nothing() {
     db.report(db.prefix("203.0.113.9".parse().unwrap()));
     db.step(std::time::Instant::now(), |_, _| {});
     assert!(db.is_blocked("203.0.113.9".parse().unwrap()));
-    let mut core =
-        Core::new(0, table, Arc::new(WorkerStats::default()), PortPlan::Shared).with_dynblock(db);
+    let mut core = Core::new(0, table, Arc::new(WorkerStats::default())).with_dynblock(db);
     let snap = Snapshot::build(&cfg, &mut Registry::default(), &Overrides::default(), 1);
     let env = FrameEnv::new(
         [2, 0, 0, 0, 0, 0x1b],

@@ -2,7 +2,7 @@
 //! table, and the query/answer messages a round trip needs.
 
 use dnsrail_engine::config::Config;
-use dnsrail_engine::core::{AnswerOutcome, Client, Core, PortPlan, QueryOutcome};
+use dnsrail_engine::core::{AnswerOutcome, Client, Core, QueryOutcome};
 use dnsrail_engine::frame::FrameEnv;
 use dnsrail_engine::inflight::InflightTable;
 use dnsrail_engine::snapshot::{Overrides, Registry, Snapshot};
@@ -70,16 +70,14 @@ pub fn rig_with_rules_text(
     }
     t += &format!("[pool.default]\npolicy = \"{policy}\"\n");
     let cfg = Config::parse(&t, "bench").unwrap();
-    let table = Arc::new(InflightTable::new(1, 2));
-    table.ensure_port(0);
-    table.ensure_port(1);
-    let core = Core::new(0, table, Arc::new(WorkerStats::default()), PortPlan::Shared);
+    let table = Arc::new(InflightTable::new(1, 1024, 1 << 16));
+    let core = Core::new(0, table, Arc::new(WorkerStats::default()));
     let snap = Snapshot::build(&cfg, &mut Registry::default(), &Overrides::default(), 1);
     let env = FrameEnv::new(
         [2, 0, 0, 0, 0, 0x1b],
         Some("10.9.0.1".parse().unwrap()),
         None,
-        vec![40000, 40001],
+        (40000..41024).collect(),
     );
     (core, snap, env)
 }

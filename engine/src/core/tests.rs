@@ -19,13 +19,10 @@ address = "10.9.0.11:53"
     )
     .unwrap();
     let snap = Snapshot::build(&cfg, &mut Registry::default(), &Overrides::default(), 1);
-    let table = Arc::new(InflightTable::new(2, 2));
-    for p in 0..4 {
-        table.ensure_port(p);
-    }
+    let table = Arc::new(InflightTable::new(2, 2, 1 << 16));
     let mut cores = (0..2).map(|w| {
         let stats = Arc::new(WorkerStats::default());
-        Core::new(w, table.clone(), stats, PortPlan::Shared)
+        Core::new(w, table.clone(), stats)
     });
     let (mut a, mut b) = (cores.next().unwrap(), cores.next().unwrap());
     a.begin_batch(&snap);
@@ -92,11 +89,8 @@ address = "10.9.0.12:53"
     )
     .unwrap();
     let snap = Snapshot::build(&cfg, &mut Registry::default(), &Overrides::default(), 1);
-    let table = Arc::new(InflightTable::new(1, 2));
-    for p in 0..2 {
-        table.ensure_port(p);
-    }
-    let mut c = Core::new(0, table, Arc::new(WorkerStats::default()), PortPlan::Shared);
+    let table = Arc::new(InflightTable::new(1, 2, 1 << 16));
+    let mut c = Core::new(0, table, Arc::new(WorkerStats::default()));
     c.begin_batch(&snap);
     (snap, c)
 }

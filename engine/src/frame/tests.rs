@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::config::Config;
-use crate::core::PortPlan;
 use crate::inflight::InflightTable;
 use crate::snapshot::{Overrides, Registry};
 use crate::stats::WorkerStats;
@@ -52,11 +51,8 @@ struct Rig {
 }
 
 fn rig_with(cfg: Config, ov: Overrides) -> Rig {
-    let table = Arc::new(InflightTable::new(1, PORTS.len()));
-    for p in 0..PORTS.len() as u32 {
-        table.ensure_port(p);
-    }
-    let core = Core::new(0, table, Arc::new(WorkerStats::default()), PortPlan::Shared);
+    let table = Arc::new(InflightTable::new(1, PORTS.len(), 1 << 16));
+    let core = Core::new(0, table, Arc::new(WorkerStats::default()));
     let snap = Snapshot::build(&cfg, &mut Registry::default(), &ov, 1);
     let env = FrameEnv::new(
         LOCAL_MAC,

@@ -1,13 +1,15 @@
 //! The socket data plane: the worker loop of the design over kernel UDP
 //! sockets. Per worker: one SO_REUSEPORT socket per frontend (the kernel
-//! spreads clients over workers), `ports_per_backend` connected sockets per
-//! backend (the kernel then drops datagrams from anyone but that backend, and
-//! each socket is one in-flight port of 65 536 IDs). Datagrams are received
-//! in recvmmsg batches, processed in place by the core and sent from the same
+//! spreads clients over workers), and `ports_per_worker` unconnected
+//! backend-side sockets on ports the kernel picks at random, shared by all
+//! backends: each query leaves from one drawn at random (with a random
+//! ID), so an off-path forger must guess both. Answers are accepted only
+//! from the address their query went to. Datagrams are received in
+//! recvmmsg batches, processed in place by the core and sent from the same
 //! buffers with sendmmsg.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use std::sync::Arc;
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, warn};
 
-use super::sys::{grow_buffers, Epoll, Out, RecvBatch, SendBatch};
+use super::sys::{enable_recverr, grow_buffers, recv_error, Epoll, Out, RecvBatch, SendBatch};
 use crate::core::{AnswerOutcome, Client, Core, QueryOutcome};
 use crate::engine::Shared;
 use crate::snapshot::{BackendId, Snapshot, MAX_BACKENDS, MAX_FRONTENDS};
@@ -23,15 +25,17 @@ use crate::stats::DropReason;
 
 /// Largest UDP payload: answers are never cut by our buffers.
 pub const BUF_SIZE: usize = 65535;
-/// Epoll tokens with this bit name a frontend; without, a backend socket.
+/// Epoll tokens with this bit name a frontend; without, a backend-side port.
 const FRONT: u64 = 1 << 63;
 /// How often the worker sweeps for timeouts and adopts a new snapshot when
 /// idle, and looks for silent backends.
 const TICK_MS: i32 = 10;
 const SWEEP_NS: u64 = 50_000_000;
 const SILENCE_NS: u64 = 10_000_000;
-/// Socket buffers we ask for: bursts of a DDoS should queue, not drop.
+/// Frontend socket buffers: bursts of a DDoS should queue, not drop.
 const SOCK_BUF: usize = 8 << 20;
+/// Buffers of each backend-side socket: answers spread over all of them.
+const PORT_BUF: usize = 256 << 10;
 
 /// Opens a frontend socket: SO_REUSEPORT so every worker binds the same VIP.
 pub fn bind_frontend(addr: SocketAddr) -> io::Result<Socket> {
@@ -47,17 +51,42 @@ pub fn bind_frontend(addr: SocketAddr) -> io::Result<Socket> {
     Ok(s)
 }
 
-fn connect_backend(addr: SocketAddr) -> io::Result<Socket> {
-    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_nonblocking(true)?;
-    grow_buffers(s.as_raw_fd(), SOCK_BUF);
-    let any: SocketAddr = match addr.ip() {
-        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+/// One backend-side port: an unconnected socket on a port the kernel
+/// draws from its ephemeral range. Dual-stack where the host has IPv6
+/// (`v6`), else IPv4 only. ICMP errors for its datagrams are queued to it.
+fn open_port() -> io::Result<(Socket, bool)> {
+    let (s, v6) = match Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)) {
+        Ok(s) => {
+            s.set_only_v6(false)?;
+            s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)).into())?;
+            (s, true)
+        }
+        Err(_) => {
+            let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+            s.bind(&SocketAddr::from(([0, 0, 0, 0], 0)).into())?;
+            (s, false)
+        }
     };
-    s.bind(&any.into())?;
-    s.connect(&addr.into())?;
-    Ok(s)
+    s.set_nonblocking(true)?;
+    grow_buffers(s.as_raw_fd(), PORT_BUF);
+    enable_recverr(s.as_raw_fd(), v6)?;
+    Ok((s, v6))
+}
+
+/// Where a datagram to `addr` goes from a socket of this family (v4
+/// addresses as v4-mapped on a dual-stack socket).
+fn dest_for(addr: SocketAddr, v6: bool) -> SocketAddr {
+    match (addr, v6) {
+        (SocketAddr::V4(a), true) => {
+            SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0))
+        }
+        _ => addr,
+    }
+}
+
+/// A received source as the configuration would write it.
+fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
 struct FrontSock {
@@ -65,25 +94,34 @@ struct FrontSock {
     addr: SocketAddr,
 }
 
-struct BackSock {
-    sock: Socket,
-    backend: BackendId,
-    addr: SocketAddr,
-    /// Global in-flight port.
-    port: u32,
-    /// Replaced (reload, address change): closed once its queries are over.
-    retire_at: Option<u64>,
+/// The addresses answers for a backend may come from: its current one,
+/// and after a reload that moved it, the old one until the queries sent
+/// there are over.
+#[derive(Clone, Copy, Default)]
+struct BackendAddrs {
+    now: Option<SocketAddr>,
+    before: Option<(SocketAddr, u64)>,
+}
+
+impl BackendAddrs {
+    fn accepts(&self, src: SocketAddr, now_ns: u64) -> bool {
+        self.now == Some(src)
+            || self
+                .before
+                .is_some_and(|(a, until)| a == src && now_ns < until)
+    }
 }
 
 pub struct SocketWorker {
     core: Core,
     shared: Arc<Shared>,
-    per_backend: u32,
     epoll: Epoll,
     fronts: Vec<Option<FrontSock>>,
-    backs: Vec<Option<BackSock>>,
-    /// Local in-flight port -> index into `backs` of the socket that sends.
-    by_port: Vec<Option<usize>>,
+    /// Backend-side sockets by local port index.
+    ports: Vec<Socket>,
+    /// The port sockets are dual-stack (else IPv4 only).
+    v6: bool,
+    addrs: Vec<BackendAddrs>,
     port_base: u32,
     generation: u64,
     rb: RecvBatch,
@@ -95,25 +133,25 @@ pub struct SocketWorker {
 
 impl SocketWorker {
     /// `fronts` are the sockets the engine bound for this worker at start,
-    /// so bind errors surface before the engine reports itself running.
+    /// so bind errors surface before the engine reports itself running;
+    /// the backend-side ports open here, for the same reason.
     pub fn new(
         core: Core,
         shared: Arc<Shared>,
-        per_backend: u32,
         batch: usize,
         fronts: Vec<(u16, Socket)>,
     ) -> io::Result<SocketWorker> {
         let worker = core.worker();
-        let port_base = core.table().port_index(worker, 0);
+        let table = core.table().clone();
         let mut w = SocketWorker {
             core,
             shared,
-            per_backend,
             epoll: Epoll::new()?,
             fronts: (0..MAX_FRONTENDS).map(|_| None).collect(),
-            backs: Vec::new(),
-            by_port: vec![None; MAX_BACKENDS * per_backend as usize],
-            port_base,
+            ports: Vec::with_capacity(table.ports_per_worker()),
+            v6: true,
+            addrs: vec![BackendAddrs::default(); MAX_BACKENDS],
+            port_base: table.port_index(worker, 0),
             generation: u64::MAX,
             rb: RecvBatch::new(batch, BUF_SIZE),
             sb: SendBatch::new(batch),
@@ -121,6 +159,13 @@ impl SocketWorker {
             last_sweep: 0,
             last_silence: 0,
         };
+        for local in 0..table.ports_per_worker() {
+            let (sock, v6) = open_port()
+                .map_err(|e| io::Error::new(e.kind(), format!("backend-side port {local}: {e}")))?;
+            w.v6 = v6;
+            w.epoll.add(sock.as_raw_fd(), local as u64)?;
+            w.ports.push(sock);
+        }
         for (id, sock) in fronts {
             let addr = sock.local_addr()?.as_socket().expect("inet socket");
             w.epoll.add(sock.as_raw_fd(), FRONT | u64::from(id))?;
@@ -130,7 +175,7 @@ impl SocketWorker {
     }
 
     pub fn run(mut self) {
-        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 64];
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
         while !self.shared.stop.load(Ordering::Relaxed) {
             let n = self.epoll.wait(&mut events, TICK_MS);
             let snap = self.shared.snapshot.load_full();
@@ -143,7 +188,7 @@ impl SocketWorker {
                 if token & FRONT != 0 {
                     self.on_frontend((token & !FRONT) as u16, &snap);
                 } else {
-                    self.on_backend(token as usize, &snap);
+                    self.on_port(token as usize, &snap);
                 }
             }
             let now = self.shared.now_ns();
@@ -154,17 +199,15 @@ impl SocketWorker {
             if now.saturating_sub(self.last_sweep) >= SWEEP_NS {
                 self.last_sweep = now;
                 self.core.sweep(&snap, now);
-                self.close_retired(now);
             }
         }
     }
 
-    /// Opens sockets for new backends and frontends of a new snapshot and
-    /// retires those it no longer has.
+    /// Opens sockets for new frontends of a new snapshot, closes those it
+    /// no longer has, and follows backends' addresses.
     fn reconcile(&mut self, snap: &Snapshot) {
         self.generation = snap.generation;
         let now = self.shared.now_ns();
-        let retire_at = now + snap.timeout_ns + 1_000_000_000;
         // Frontends: the engine resolved port 0 already; open what is new.
         for id in 0..MAX_FRONTENDS {
             let want = snap.frontend(id as u16).map(|f| f.listen);
@@ -183,67 +226,16 @@ impl SocketWorker {
                 }
             }
         }
-        // Backends.
-        let k = self.per_backend as usize;
-        for id in 0..MAX_BACKENDS {
+        // Backends: a moved one's answers from the old address still
+        // count until its queries there have timed out.
+        let until = now + snap.timeout_ns + 1_000_000_000;
+        for (id, a) in self.addrs.iter_mut().enumerate() {
             let want = snap.backend(id as BackendId).map(|b| b.addr);
-            for j in 0..k {
-                let local = id * k + j;
-                let cur = self.by_port[local];
-                let have = cur.and_then(|i| self.backs[i].as_ref()).map(|b| b.addr);
-                if want == have {
-                    continue;
+            if want != a.now {
+                if let Some(old) = a.now {
+                    a.before = Some((old, until));
                 }
-                if let Some(i) = cur {
-                    if let Some(b) = self.backs[i].as_mut() {
-                        b.retire_at = Some(retire_at);
-                    }
-                    self.by_port[local] = None;
-                }
-                let Some(addr) = want else { continue };
-                let port = self.port_base + local as u32;
-                self.core.table().ensure_port(port);
-                let slot = self
-                    .backs
-                    .iter()
-                    .position(Option::is_none)
-                    .unwrap_or_else(|| {
-                        self.backs.push(None);
-                        self.backs.len() - 1
-                    });
-                match connect_backend(addr).and_then(|s| {
-                    self.epoll.add(s.as_raw_fd(), slot as u64)?;
-                    Ok(s)
-                }) {
-                    Ok(sock) => {
-                        self.backs[slot] = Some(BackSock {
-                            sock,
-                            backend: id as BackendId,
-                            addr,
-                            port,
-                            retire_at: None,
-                        });
-                        self.by_port[local] = Some(slot);
-                    }
-                    Err(e) => {
-                        warn!(worker = self.core.worker(), %addr, "cannot open backend socket: {e}")
-                    }
-                }
-            }
-        }
-    }
-
-    fn close_retired(&mut self, now: u64) {
-        for b in self.backs.iter_mut() {
-            if b.as_ref()
-                .and_then(|b| b.retire_at)
-                .is_some_and(|t| now >= t)
-            {
-                debug!(
-                    worker = self.core.worker(),
-                    "closing retired backend socket"
-                );
-                *b = None; // closing the fd removes it from epoll
+                a.now = want;
             }
         }
     }
@@ -262,7 +254,7 @@ impl SocketWorker {
         };
         let now = self.shared.now_ns();
         self.outs.clear();
-        let k = self.per_backend as usize;
+        let v6 = self.v6;
         for i in 0..n {
             if self.rb.truncated(i) {
                 self.core.count_drop(DropReason::Oversize);
@@ -277,37 +269,27 @@ impl SocketWorker {
                 port: src.port(),
                 mac: [0; 6],
             };
-            let by_port = &self.by_port;
             let buf = self.rb.buf_mut(i);
-            // A backend none of whose sockets opened cannot be sent to:
-            // refused before an in-flight slot is taken.
+            // An IPv6 backend on a host without IPv6 sockets cannot be sent
+            // to: refused before an in-flight slot is taken.
             let out = self.core.query(snap, id, buf, len, &client, now, |be| {
-                let first = usize::from(be.id) * k;
-                match by_port.get(first..first + k) {
-                    Some(socks) if socks.iter().any(Option::is_some) => Ok(()),
-                    _ => Err(DropReason::SendFailed),
+                if be.addr.is_ipv6() && !v6 {
+                    Err(DropReason::SendFailed)
+                } else {
+                    Ok(())
                 }
             });
             match out {
-                QueryOutcome::Forward { port, .. } => {
-                    let local = (port - self.port_base) as usize;
-                    if let Some(slot) = self.by_port[local] {
-                        self.outs.push(Out {
-                            key: slot as u64,
-                            msg: i as u16,
-                            len: len as u32,
-                            dest: None,
-                        });
-                    } else {
-                        // The slot's port has no socket (one of the
-                        // backend's sockets failed to open): free the slot
-                        // now, so the backend is not charged a timeout, and
-                        // count the query as not sent.
-                        let b = self.rb.buf_mut(i);
-                        let new_id = u16::from_be_bytes([b[0], b[1]]);
-                        self.core.table().cancel(port, new_id);
-                        self.core.count_drop(DropReason::SendFailed);
-                    }
+                QueryOutcome::Forward { port, backend, .. } => {
+                    let Some(addr) = snap.backend(backend).map(|b| b.addr) else {
+                        continue;
+                    };
+                    self.outs.push(Out {
+                        key: u64::from(port - self.port_base),
+                        msg: i as u16,
+                        len: len as u32,
+                        dest: Some(dest_for(addr, v6)),
+                    });
                 }
                 QueryOutcome::Reply { len } => self.outs.push(Out {
                     key: FRONT | u64::from(id),
@@ -321,31 +303,18 @@ impl SocketWorker {
         self.flush();
     }
 
-    fn on_backend(&mut self, slot: usize, snap: &Snapshot) {
-        let Some(bs) = self.backs.get(slot).and_then(Option::as_ref) else {
+    /// Datagrams (or queued ICMP errors) on backend-side port `local`.
+    fn on_port(&mut self, local: usize, snap: &Snapshot) {
+        let Some(sock) = self.ports.get(local) else {
             return;
         };
-        let (fd, backend, port) = (bs.sock.as_raw_fd(), bs.backend, bs.port);
+        let fd = sock.as_raw_fd();
+        let port = self.port_base + local as u32;
         let n = match self.rb.recv(fd) {
             Ok(n) => n,
             Err(e) => {
-                // ECONNREFUSED and the like: the backend's host (or a
-                // router) answered one of our queries with ICMP
-                // destination unreachable. The query's bytes are gone with
-                // the error, so it is not re-sent; it times out.
-                let unreachable = matches!(
-                    e.raw_os_error(),
-                    Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH)
-                );
-                if unreachable {
-                    self.core
-                        .backend_refused(snap, backend, self.shared.now_ns());
-                } else {
-                    self.core.stats().backends[usize::from(backend)]
-                        .errors
-                        .inc();
-                }
-                debug!(backend, "backend recv: {e}");
+                debug!(port = local, "backend-side recv: {e}");
+                self.on_errors(local, snap);
                 return;
             }
         };
@@ -356,10 +325,20 @@ impl SocketWorker {
                 self.core.count_drop(DropReason::Oversize);
                 continue;
             }
+            let Some(src) = self.rb.source(i).map(canonical) else {
+                continue;
+            };
             let len = self.rb.len(i);
             let msg = &mut self.rb.buf_mut(i)[..len];
-            // The socket is connected: the kernel already checked the source.
-            match self.core.answer(msg, port, now, |b| b == backend) {
+            // Unconnected: the source is checked here, against the address
+            // the query went to.
+            let addrs = &self.addrs;
+            let ok = |b: BackendId| {
+                addrs
+                    .get(usize::from(b))
+                    .is_some_and(|a| a.accepts(src, now))
+            };
+            match self.core.answer(msg, port, now, ok) {
                 AnswerOutcome::ToClient { pending, .. } => {
                     let fid = pending.frontend;
                     if snap.frontend(fid).is_none() || self.fronts[usize::from(fid)].is_none() {
@@ -377,6 +356,36 @@ impl SocketWorker {
             }
         }
         self.flush();
+    }
+
+    /// Drains the ICMP errors queued on a port: a backend's host (or a
+    /// router) answered one of our queries with destination unreachable.
+    /// The backend it names is taken out. The query is not re-sent here
+    /// (the queue's copy of it may be cut short): it times out.
+    fn on_errors(&mut self, local: usize, snap: &Snapshot) {
+        let Some(sock) = self.ports.get(local) else {
+            return;
+        };
+        let fd = sock.as_raw_fd();
+        let now = self.shared.now_ns();
+        // Bounded: a flood of errors is read in the next rounds.
+        for _ in 0..64 {
+            let Some(err) = recv_error(fd, self.rb.buf_mut(0)) else {
+                return;
+            };
+            let dest = canonical(err.dest);
+            let unreachable = matches!(
+                err.errno,
+                libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH
+            );
+            let backend = snap.live_backends().find(|b| b.addr == dest).map(|b| b.id);
+            match backend {
+                Some(b) if unreachable => self.core.backend_refused(snap, b, now),
+                Some(b) => self.core.stats().backends[usize::from(b)].errors.inc(),
+                None => {}
+            }
+            debug!(%dest, errno = err.errno, "ICMP error on a backend-side port");
+        }
     }
 
     /// Sends everything queued by the batch, one sendmmsg run per socket.
@@ -398,27 +407,29 @@ impl SocketWorker {
                     .count();
             let run = &self.outs[start..end];
             start = end;
-            let (fd, back) = if key & FRONT != 0 {
+            let (fd, port) = if key & FRONT != 0 {
                 match self.fronts[(key & !FRONT) as usize].as_ref() {
                     Some(f) => (f.sock.as_raw_fd(), None),
                     None => continue,
                 }
             } else {
-                match self.backs[key as usize].as_ref() {
-                    Some(b) => (b.sock.as_raw_fd(), Some((b.port, b.backend))),
+                match self.ports.get(key as usize) {
+                    Some(s) => (s.as_raw_fd(), Some(self.port_base + key as u32)),
                     None => continue,
                 }
             };
             let (core, rb) = (&self.core, &self.rb);
             self.sb.send(fd, rb, run, |o, e| {
                 core.count_drop(DropReason::SendFailed);
-                if let Some((port, backend)) = back {
+                if let Some(port) = port {
                     // Free the slot: this query will get neither answer nor
-                    // timeout, and must not count against the backend's health
-                    // as one.
+                    // timeout, and must not count against the backend's
+                    // health as one.
                     let b = rb.buf(usize::from(o.msg));
-                    core.table().cancel(port, u16::from_be_bytes([b[0], b[1]]));
-                    core.stats().backends[usize::from(backend)].errors.inc();
+                    let id = u16::from_be_bytes([b[0], b[1]]);
+                    if let Some(p) = core.table().take(port, id, |_| true) {
+                        core.stats().backends[usize::from(p.backend)].errors.inc();
+                    }
                 }
                 debug!("send failed: {e}");
             });

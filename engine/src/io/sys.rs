@@ -302,3 +302,81 @@ pub fn grow_buffers(fd: RawFd, bytes: usize) {
         }
     }
 }
+
+/// One ICMP error the kernel queued on a socket with IP_RECVERR: the
+/// destination of the datagram it was about, and the errno it maps to.
+#[derive(Debug, PartialEq, Eq)]
+pub struct QueuedError {
+    pub dest: SocketAddr,
+    pub errno: i32,
+}
+
+/// Turns on IP_RECVERR (and IPV6_RECVERR on an IPv6 socket): an
+/// unconnected UDP socket then hears the ICMP errors its datagrams caused,
+/// on its error queue, instead of nothing.
+pub fn enable_recverr(fd: RawFd, v6: bool) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    let mut opts = vec![(libc::SOL_IP, libc::IP_RECVERR)];
+    if v6 {
+        opts.push((libc::SOL_IPV6, libc::IPV6_RECVERR));
+    }
+    for (level, opt) in opts {
+        // SAFETY: setsockopt with a valid int option value.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                opt,
+                &one as *const _ as *const libc::c_void,
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Reads one entry of the socket's error queue (`None`: the queue is
+/// empty). The quoted payload is read into `buf` and not used.
+pub fn recv_error(fd: RawFd, buf: &mut [u8]) -> Option<QueuedError> {
+    let mut name = empty_storage();
+    let mut ctrl = [0u64; 64];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr() as *mut _,
+        iov_len: buf.len(),
+    };
+    // SAFETY: all-zero is a valid msghdr; the pointers set below outlive the call.
+    let mut h: libc::msghdr = unsafe { zeroed() };
+    h.msg_name = &mut name as *mut _ as *mut _;
+    h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    h.msg_iov = &mut iov;
+    h.msg_iovlen = 1;
+    h.msg_control = ctrl.as_mut_ptr() as *mut _;
+    h.msg_controllen = std::mem::size_of_val(&ctrl) as _;
+    // SAFETY: the header points at live buffers for the call's duration.
+    let r = unsafe { libc::recvmsg(fd, &mut h, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
+    if r < 0 {
+        return None;
+    }
+    let dest = from_storage(&name)?;
+    let mut errno = 0;
+    // SAFETY: CMSG_* walk the control buffer the kernel just filled, within
+    // the length it reported.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&h);
+        while !c.is_null() {
+            let (level, ty) = ((*c).cmsg_level, (*c).cmsg_type);
+            if (level == libc::SOL_IP && ty == libc::IP_RECVERR)
+                || (level == libc::SOL_IPV6 && ty == libc::IPV6_RECVERR)
+            {
+                let e =
+                    std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::sock_extended_err);
+                errno = e.ee_errno as i32;
+            }
+            c = libc::CMSG_NXTHDR(&h, c);
+        }
+    }
+    Some(QueuedError { dest, errno })
+}

@@ -62,9 +62,8 @@ fn resend_rig() -> Rig {
     let mut r = pair_rig("");
     let placeholder = Core::new(
         0,
-        Arc::new(InflightTable::new(1, 1)),
+        Arc::new(InflightTable::new(1, 1, 1024)),
         Arc::new(WorkerStats::default()),
-        PortPlan::Shared,
     );
     r.core = std::mem::replace(&mut r.core, placeholder).with_resend();
     r
