@@ -238,9 +238,9 @@ impl Core {
             Ok(q) => q,
             Err(e) => return self.dropped(e.into()),
         };
-        // Question matching, qname hashing and the rules' name index all
-        // use it; made early, its latency overlaps the bookkeeping below.
-        let name_hash = hash::name_hash(NAME_SEED, q.name(msg));
+        // The public name hash (rules' name index, qname policy) is made
+        // only where one of those needs it.
+        let mut name_hash = None;
         stats.queries.inc();
         if let Some(c) = stats.frontend_queries.get(usize::from(frontend)) {
             c.inc();
@@ -261,7 +261,7 @@ impl Core {
         if !snap.rules.is_empty() || !snap.runtime_rules.is_empty() {
             let rq = rules::Query {
                 name: q.name(msg),
-                name_hash,
+                name_hash: *name_hash.get_or_insert_with(|| hash::name_hash(NAME_SEED, q.name(msg))),
                 labels: q.labels,
                 qtype: q.qtype,
                 qclass: q.qclass,
@@ -316,7 +316,7 @@ impl Core {
         };
         let key_hash = match selector.key() {
             Key::None => 0,
-            Key::Qname => name_hash,
+            Key::Qname => name_hash.unwrap_or_else(|| hash::name_hash(NAME_SEED, q.name(msg))),
             Key::Client => match client.ip {
                 IpAddr::V4(a) => hash::bytes_hash(NAME_SEED, &a.octets()),
                 IpAddr::V6(a) => hash::bytes_hash(NAME_SEED, &a.octets()),
