@@ -5,7 +5,7 @@ set -euo pipefail
 
 # dnsutils: dig, the real DNS client of the integration tests and the demo.
 # iproute2: ip, for the network-namespace topologies.
-# pkg-config, gcc: crates that build C.
+# pkg-config, gcc: crates that build C; g++: libFuzzer (scripts/fuzz.sh).
 # clang, llvm, libbpf-dev: the XDP program (engine/bpf, clang -target bpf).
 # m4, libelf-dev, zlib1g-dev: libxdp/libbpf built from C by xsk-rs (use_cc_build).
 # knot-dnsutils (kdig, kxdpgun), dnsperf: clients of the tests and benchmarks.
@@ -20,7 +20,7 @@ set -euo pipefail
 # knot: knotd, the real DNS servers behind the balancer in the failover tests.
 # nftables: nft, which silences a backend host in the failover tests.
 # curl: the demo reads /metrics.
-PKGS=(dnsutils iproute2 pkg-config gcc libc6-dev clang llvm libbpf-dev m4 libelf-dev zlib1g-dev
+PKGS=(dnsutils iproute2 pkg-config gcc g++ libc6-dev clang llvm libbpf-dev m4 libelf-dev zlib1g-dev
       knot-dnsutils dnsperf iputils-ping netcat-openbsd ethtool python3-prometheus-client
       valgrind linux-perf dnsdist fonts-dejavu-core chromium knot nftables curl)
 

@@ -21,6 +21,8 @@ echo "$out"
 n=$(echo "$out" | awk -F': ' '/instructions per query/ {print $2}')
 # Not a performance threshold: a count of zero or none means the tool broke.
 [ -n "$n" ] && [ "$n" -gt 0 ] || { echo "instructions.sh printed no count" >&2; exit 1; }
+echo "== scripts/fuzz.sh (a smoke run of every fuzz target from its corpus)"
+DNSRAIL_FUZZ_SCRATCH=1 scripts/fuzz.sh 15
 
 # Tests that need root (namespaces, XDP) print SKIPPED and pass without it:
 # say how much this run did not test.

@@ -261,7 +261,8 @@ impl Core {
         if !snap.rules.is_empty() || !snap.runtime_rules.is_empty() {
             let rq = rules::Query {
                 name: q.name(msg),
-                name_hash: *name_hash.get_or_insert_with(|| hash::name_hash(NAME_SEED, q.name(msg))),
+                name_hash: *name_hash
+                    .get_or_insert_with(|| hash::name_hash(NAME_SEED, q.name(msg))),
                 labels: q.labels,
                 qtype: q.qtype,
                 qclass: q.qclass,
