@@ -293,8 +293,10 @@ fn attack(topo: &Topo, extra_engine: &str) -> Attack {
                     Some(Protocol::from(libc::IPPROTO_RAW)),
                 )
                 .expect("raw socket");
-                let mut spec = AnswerSpec::default();
-                spec.a = FORGED;
+                let spec = AnswerSpec {
+                    a: FORGED,
+                    ..AnswerSpec::default()
+                };
                 let mut answer = Vec::new();
                 msg::answer(&dns::build_query(0, NAME, qtype::A), &spec, &mut answer).unwrap();
                 let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(std::process::id());
@@ -315,7 +317,7 @@ fn attack(topo: &Topo, extra_engine: &str) -> Attack {
                     if raw.send_to(&pkt, &dst.into()).is_ok() {
                         n += 1;
                     }
-                    if n % 64 == 0 {
+                    if n.is_multiple_of(64) {
                         // Leave the veth and the engine a breath: a flood
                         // the link drops tests nothing.
                         std::thread::sleep(Duration::from_micros(200));
