@@ -116,8 +116,8 @@ fn api_token(cfg: &Config) -> anyhow::Result<String> {
         return Ok(t.lines().next().unwrap_or("").trim().to_string());
     }
     let mut b = [0u8; 16];
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    getrandom::getrandom(&mut b)
+        .map_err(|e| anyhow::anyhow!("no random source for the API token: {e}"))?;
     let t: String = b.iter().map(|x| format!("{x:02x}")).collect();
     let path = default_token_path(cfg);
     if let Some(d) = path.parent() {

@@ -84,6 +84,8 @@ name = "b6"
 address = "[2001:db8:9::11]:53"
 mac = "02:00:00:00:00:b6"
 pools = ["six"]
+[pool.six]
+policy = "round-robin"
 {RULES}"#
     );
     let cfg = Config::parse(&text, "fuzz").expect("the fuzz config parses");

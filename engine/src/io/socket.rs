@@ -34,8 +34,10 @@ const SWEEP_NS: u64 = 50_000_000;
 const SILENCE_NS: u64 = 10_000_000;
 /// Frontend socket buffers: bursts of a DDoS should queue, not drop.
 const SOCK_BUF: usize = 8 << 20;
-/// Buffers of each backend-side socket: answers spread over all of them.
-const PORT_BUF: usize = 256 << 10;
+/// Buffers of each backend-side socket: a worker's answers spread over all
+/// of them, so together they get what one frontend socket gets, but never
+/// less than this each.
+const PORT_BUF_MIN: usize = 256 << 10;
 
 /// Opens a frontend socket: SO_REUSEPORT so every worker binds the same VIP.
 pub fn bind_frontend(addr: SocketAddr) -> io::Result<Socket> {
@@ -54,7 +56,7 @@ pub fn bind_frontend(addr: SocketAddr) -> io::Result<Socket> {
 /// One backend-side port: an unconnected socket on a port the kernel
 /// draws from its ephemeral range. Dual-stack where the host has IPv6
 /// (`v6`), else IPv4 only. ICMP errors for its datagrams are queued to it.
-fn open_port() -> io::Result<(Socket, bool)> {
+fn open_port(buf: usize) -> io::Result<(Socket, bool)> {
     let (s, v6) = match Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)) {
         Ok(s) => {
             s.set_only_v6(false)?;
@@ -68,7 +70,7 @@ fn open_port() -> io::Result<(Socket, bool)> {
         }
     };
     s.set_nonblocking(true)?;
-    grow_buffers(s.as_raw_fd(), PORT_BUF);
+    grow_buffers(s.as_raw_fd(), buf);
     enable_recverr(s.as_raw_fd(), v6)?;
     Ok((s, v6))
 }
@@ -159,8 +161,9 @@ impl SocketWorker {
             last_sweep: 0,
             last_silence: 0,
         };
+        let buf = (SOCK_BUF / table.ports_per_worker()).max(PORT_BUF_MIN);
         for local in 0..table.ports_per_worker() {
-            let (sock, v6) = open_port()
+            let (sock, v6) = open_port(buf)
                 .map_err(|e| io::Error::new(e.kind(), format!("backend-side port {local}: {e}")))?;
             w.v6 = v6;
             w.epoll.add(sock.as_raw_fd(), local as u64)?;

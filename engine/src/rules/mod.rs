@@ -179,6 +179,10 @@ pub struct RuleSet {
     workers: usize,
     /// Hits per (worker, rule): worker-major so workers never share a line.
     hits: Box<[Counter]>,
+    /// Hits per rule of workers past the count the set was compiled for (a
+    /// reload parsed while the interface had other queues than when the
+    /// engine started): shared, so counted with an atomic add, never lost.
+    hits_shared: Box<[AtomicU64]>,
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -463,6 +467,7 @@ impl RuleSet {
             generic: Box::new([]),
             workers: workers.max(1),
             hits: Box::new([]),
+            hits_shared: Box::new([]),
         };
         let mut compiled = Vec::with_capacity(rules.len());
         let mut generic = Vec::new();
@@ -545,6 +550,7 @@ impl RuleSet {
         set.hits = (0..set.workers * compiled.len())
             .map(|_| Counter::default())
             .collect();
+        set.hits_shared = (0..compiled.len()).map(|_| AtomicU64::new(0)).collect();
         set.rules = compiled.into();
         set.generic = generic.into();
         Ok(set)
@@ -566,7 +572,8 @@ impl RuleSet {
     pub fn hits(&self, i: usize) -> u64 {
         (0..self.workers)
             .map(|w| self.hits[w * self.rules.len() + i].get())
-            .sum()
+            .sum::<u64>()
+            + self.hits_shared[i].load(Ordering::Relaxed)
     }
 
     /// The first rule matching `q`, counted as a hit of `worker`.
@@ -611,7 +618,11 @@ impl RuleSet {
         for k in 0..s.cands.len() {
             let i = s.cands[k] as usize;
             if self.holds(&self.rules[i].residual, q, s) {
-                self.hits[worker.min(self.workers - 1) * self.rules.len() + i].inc();
+                if worker < self.workers {
+                    self.hits[worker * self.rules.len() + i].inc();
+                } else {
+                    self.hits_shared[i].fetch_add(1, Ordering::Relaxed);
+                }
                 return Some(&self.rules[i].action);
             }
         }

@@ -317,3 +317,29 @@ action = "truncate"
     let e = err("[[rule]]\nname = \"r\"\nmatch = { rate = { qps = 0 } }\naction = \"drop\"\n");
     assert_eq!(e.key, "rule[0].match.rate");
 }
+
+#[test]
+fn hits_of_more_workers_than_the_set_was_compiled_for_are_all_counted() {
+    // Compiled for 2 workers; 4 run (a reload parsed under another queue
+    // count): workers 2 and 3 count concurrently into the shared counters.
+    let s = std::sync::Arc::new(set(RULES));
+    let m = build_query(1, "worse.example", qtype::A);
+    let threads: Vec<_> = (0..4)
+        .map(|w| {
+            let (s, m) = (s.clone(), m.clone());
+            std::thread::spawn(move || {
+                let q = parse_question(&m).unwrap();
+                let query = Query::new(&m, &q, "192.0.2.1".parse().unwrap(), 0);
+                let mut sc = Scratch::new();
+                for _ in 0..50_000 {
+                    assert!(s.first_match(&query, &mut sc, w).is_some());
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let sinkhole = (0..s.len()).find(|&i| s.name(i) == "sinkhole").unwrap();
+    assert_eq!(s.hits(sinkhole), 200_000);
+}
