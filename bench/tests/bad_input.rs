@@ -108,10 +108,12 @@ fn bogus_answers_are_counted_and_the_real_one_gets_through() {
     let mut no_q = answer_of(&fwd);
     no_q[5] = 0; // QDCOUNT 0
     fake.send_to(&no_q[..12], engine_port).unwrap();
-    // From another socket: a connected socket never even sees it.
+    // From another socket (another source port): the backend-side sockets
+    // are unconnected, so the engine checks the source itself.
     let other = UdpSocket::bind("127.0.0.1:0").unwrap();
     other.send_to(&answer_of(&fwd), engine_port).unwrap();
-    let t = wait_for(&e, "bogus answers counted", |t| t.dropped() == 5);
+    let t = wait_for(&e, "bogus answers counted", |t| t.dropped() == 6);
+    assert_eq!(drops(&t, DropReason::WrongSource), 1);
     assert_eq!(drops(&t, DropReason::UnknownId), 1);
     assert_eq!(drops(&t, DropReason::WrongQuestion), 1);
     assert_eq!(

@@ -418,8 +418,8 @@ fn a_backend_killed_under_load_is_marked_down_in_time_and_loses_under_one_percen
         r.sent,
         loss * 100.0
     );
-    // The socket data plane saw ECONNREFUSED on b's connected sockets and
-    // took it out before the health checks did.
+    // The socket data plane read ECONNREFUSED for b's address from its
+    // sockets' error queues and took it out before the health checks did.
     let (_, text) = h.http("GET", "/metrics", None);
     assert!(
         text.contains(
