@@ -64,6 +64,13 @@ fn scenario(prefix: &str, fault: Fault, plain: bool) -> Option<(Spec, Outcome)> 
         o.back_after,
         o.backend_json
     );
+    // What the engine dropped, for a failure's record.
+    for l in o.metrics.lines().filter(|l| {
+        (l.starts_with("dnsrail_drops_total") || l.starts_with("dnsrail_in_flight"))
+            && !l.ends_with(" 0")
+    }) {
+        eprintln!("  | {l}");
+    }
     // The balancer's state changes, for a failure's record.
     for l in o
         .log
