@@ -124,6 +124,35 @@ fn sighup_reload_keeps_running_config_on_a_bad_file() {
             .unwrap(),
     );
     let pid = child.0.id() as libc::pid_t;
+    // The log, read as it comes: the good file must not be written before
+    // the engine has read the bad one (two SIGHUPs the main loop sees as
+    // one would skip the refusal on a busy machine).
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let (log, mut err) = (log.clone(), child.0.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                log.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    let logged = |what: &str| {
+        let t0 = Instant::now();
+        while !log.lock().unwrap().contains(what) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "never logged {what:?}: {}",
+                log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
     let t0 = Instant::now();
     while ask(vip) != Some(1) {
         assert!(
@@ -134,7 +163,7 @@ fn sighup_reload_keeps_running_config_on_a_bad_file() {
     std::fs::write(&p, "[[frontend]]\nlisten = 5\n").unwrap();
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid, libc::SIGHUP) };
-    std::thread::sleep(Duration::from_millis(400));
+    logged("reload refused");
     assert_eq!(ask(vip), Some(1), "still serving with the old config");
     std::fs::write(&p, cfg(b2)).unwrap();
     unsafe { libc::kill(pid, libc::SIGHUP) };
@@ -148,14 +177,8 @@ fn sighup_reload_keeps_running_config_on_a_bad_file() {
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let status = child.0.wait().unwrap();
     assert!(status.success(), "clean exit on SIGTERM");
-    let mut log = String::new();
-    child
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
+    reader.join().unwrap();
+    let log = log.lock().unwrap().clone();
     assert!(log.contains("reload refused"), "{log}");
     assert!(
         log.contains("reload.toml:2"),
