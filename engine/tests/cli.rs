@@ -166,6 +166,7 @@ fn sighup_reload_keeps_running_config_on_a_bad_file() {
     logged("reload refused");
     assert_eq!(ask(vip), Some(1), "still serving with the old config");
     std::fs::write(&p, cfg(b2)).unwrap();
+    // SAFETY: signalling our own child.
     unsafe { libc::kill(pid, libc::SIGHUP) };
     let t0 = Instant::now();
     while ask(vip) != Some(2) {
@@ -174,6 +175,7 @@ fn sighup_reload_keeps_running_config_on_a_bad_file() {
             "reload never took effect"
         );
     }
+    // SAFETY: signalling our own child.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let status = child.0.wait().unwrap();
     assert!(status.success(), "clean exit on SIGTERM");

@@ -138,9 +138,8 @@ impl Ethtool {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: fd is a fresh descriptor nobody else owns.
-        Ok(Ethtool {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Ethtool { fd })
     }
 
     /// One request: `cmd` points at a struct whose first field is the

@@ -18,9 +18,8 @@ impl Epoll {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: fd is a fresh descriptor we own.
-        Ok(Epoll {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Epoll { fd })
     }
 
     pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
@@ -125,8 +124,9 @@ impl RecvBatch {
             buf_size,
             bufs: vec![0u8; n * buf_size],
             names: vec![empty_storage(); n],
-            // SAFETY: zeroed iovec/mmsghdr are valid (null pointers, zero lengths).
+            // SAFETY: a zeroed iovec is valid (null pointer, zero length).
             iovs: (0..n).map(|_| unsafe { zeroed() }).collect(),
+            // SAFETY: a zeroed mmsghdr is valid (null pointers, zero lengths).
             hdrs: (0..n).map(|_| unsafe { zeroed() }).collect(),
         }
     }
@@ -216,8 +216,9 @@ impl SendBatch {
     pub fn new(n: usize) -> SendBatch {
         SendBatch {
             names: vec![empty_storage(); n],
-            // SAFETY: zeroed iovec/mmsghdr are valid.
+            // SAFETY: a zeroed iovec is valid (null pointer, zero length).
             iovs: (0..n).map(|_| unsafe { zeroed() }).collect(),
+            // SAFETY: a zeroed mmsghdr is valid (null pointers, zero lengths).
             hdrs: (0..n).map(|_| unsafe { zeroed() }).collect(),
         }
     }
