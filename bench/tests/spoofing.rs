@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use common::netns::{backend4, Topo, LB4, VIP4};
 use dnsrail_bench::msg::{self, AnswerSpec};
-use dnsrail_engine::config::Config;
 use dnsrail_engine::engine::{Engine, Io};
 use dnsrail_engine::stats::DropReason;
 use dnsrail_engine::wire::dns::{self, qtype};
@@ -32,19 +31,10 @@ fn start(topo: &Topo, io: Io, extra_engine: &str) -> (Engine, SocketAddr) {
          [[backend]]\nname = \"be1\"\naddress = \"{}\"\n",
         backend4(1)
     );
-    let e = topo.within("lb", move || {
-        let cfg = Config::parse(&text, "spoof.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
-        Engine::start(cfg).expect("engine starts")
-    });
+    let e = topo
+        .engine_in_lb(text, "spoof.toml")
+        .expect("engine starts");
     assert_eq!(e.io(), io);
-    let t0 = Instant::now();
-    while !e.snapshot().live_backends().all(|b| b.reachable) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "next hop unresolved"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
     (e, front.parse().unwrap())
 }
 

@@ -40,19 +40,8 @@ fn xdp_config(n: usize, extra_engine: &str) -> String {
 /// Starts an engine inside the balancer namespace (its workers live there)
 /// and waits (bounded) until every backend's next hop is resolved.
 fn start_in_lb(topo: &Topo, text: String) -> Engine {
-    let e = topo.within("lb", move || {
-        let cfg = Config::parse(&text, "xdp.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
-        Engine::start(cfg).expect("AF_XDP engine starts")
-    });
-    let t0 = Instant::now();
-    while !e.snapshot().live_backends().all(|b| b.reachable) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "next hops never resolved"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    e
+    topo.engine_in_lb(text, "xdp.toml")
+        .expect("AF_XDP engine starts")
 }
 
 fn xdp_attached(topo: &Topo) -> bool {

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use common::netns::{backend4, backend6, Topo, LB4, VIP4, VIP6};
 use common::wait_for;
 use dnsrail_bench::load::{self, LoadSpec};
-use dnsrail_engine::config::Config;
 use dnsrail_engine::engine::{Engine, Io};
 
 /// Frontends `listens` (pool "default" for IPv4, "v6" for IPv6) in front
@@ -40,19 +39,7 @@ fn config(listens: &[&str], n: usize, extra_engine: &str) -> String {
 }
 
 fn start(topo: &Topo, text: String) -> anyhow::Result<Engine> {
-    let e = topo.within("lb", move || {
-        let cfg = Config::parse(&text, "hosts.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
-        Engine::start(cfg)
-    })?;
-    let t0 = Instant::now();
-    while !e.snapshot().live_backends().all(|b| b.reachable) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "next hops never resolved"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(e)
+    topo.engine_in_lb(text, "hosts.toml")
 }
 
 fn answers(out: &str) -> bool {

@@ -82,6 +82,30 @@ impl Topo {
             .unwrap_or_else(|e| panic!("{e:#}"));
     }
 
+    /// Parses `text` (errors name `file`) and starts an engine inside the
+    /// balancer namespace (its workers live there), then waits (bounded)
+    /// until every backend's next hop is resolved.
+    pub fn engine_in_lb(
+        &self,
+        text: String,
+        file: &'static str,
+    ) -> anyhow::Result<dnsrail_engine::engine::Engine> {
+        let e = self.within("lb", move || {
+            let cfg = dnsrail_engine::config::Config::parse(&text, file)
+                .unwrap_or_else(|e| panic!("{e}\n{text}"));
+            dnsrail_engine::engine::Engine::start(cfg)
+        })?;
+        let t0 = std::time::Instant::now();
+        while !e.snapshot().live_backends().all(|b| b.reachable) {
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(10),
+                "next hops never resolved"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(e)
+    }
+
     /// Waits (bounded) until `addr` answers a DNS query sent from `host`.
     pub fn wait_udp(&self, host: &str, addr: std::net::SocketAddr) {
         self.inner
