@@ -5,7 +5,7 @@ use dnsrail_bench::backend::{Backend, BackendSpec};
 use dnsrail_bench::compare;
 use dnsrail_bench::load::{run, LoadSpec};
 use dnsrail_bench::msg::AnswerSpec;
-use dnsrail_engine::config::rcode_by_name;
+use dnsrail_engine::wire::dns::rcode;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -165,7 +165,7 @@ fn main() -> anyhow::Result<()> {
         } => {
             let force_rcode = match rcode {
                 Some(r) => {
-                    Some(rcode_by_name(&r).ok_or_else(|| anyhow::anyhow!("unknown RCODE {r}"))?)
+                    Some(rcode::by_name(&r).ok_or_else(|| anyhow::anyhow!("unknown RCODE {r}"))?)
                 }
                 None => None,
             };

@@ -47,16 +47,9 @@ impl ProbeSpec {
     }
 }
 
+/// A health-check RCODE by its mnemonic (the engine's one table of names).
 fn rcode_named(s: &str) -> Option<ResponseCode> {
-    Some(match s.to_ascii_uppercase().as_str() {
-        "NOERROR" => ResponseCode::NoError,
-        "FORMERR" => ResponseCode::FormErr,
-        "SERVFAIL" => ResponseCode::ServFail,
-        "NXDOMAIN" => ResponseCode::NXDomain,
-        "NOTIMP" => ResponseCode::NotImp,
-        "REFUSED" => ResponseCode::Refused,
-        _ => return None,
-    })
+    dnsrail_engine::wire::dns::rcode::by_name(s).map(|c| ResponseCode::from(0, c))
 }
 
 /// Why a probe failed (logged on state changes).

@@ -747,25 +747,12 @@ impl Config {
             ));
         }
         for r in &h.fail_rcodes {
-            if rcode_by_name(r).is_none() {
+            if crate::wire::dns::rcode::by_name(r).is_none() {
                 return Err(whole("health.fail_rcodes", format!("unknown RCODE `{r}`")));
             }
         }
         Ok(())
     }
-}
-
-/// RCODE numbers by their mnemonic (health checks, rules).
-pub fn rcode_by_name(name: &str) -> Option<u8> {
-    Some(match name.to_ascii_uppercase().as_str() {
-        "NOERROR" => 0,
-        "FORMERR" => 1,
-        "SERVFAIL" => 2,
-        "NXDOMAIN" => 3,
-        "NOTIMP" => 4,
-        "REFUSED" => 5,
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

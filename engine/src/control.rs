@@ -226,25 +226,6 @@ pub struct XdpReport {
     pub icmp: u64,
 }
 
-const RCODES: [&str; 16] = [
-    "NOERROR",
-    "FORMERR",
-    "SERVFAIL",
-    "NXDOMAIN",
-    "NOTIMP",
-    "REFUSED",
-    "YXDOMAIN",
-    "YXRRSET",
-    "NXRRSET",
-    "NOTAUTH",
-    "NOTZONE",
-    "DSOTYPENI",
-    "RCODE12",
-    "RCODE13",
-    "RCODE14",
-    "RCODE15",
-];
-
 /// Builds the report of a running engine.
 pub fn report(e: &Engine, started: Instant, with_rules: bool) -> Report {
     let snap = e.snapshot();
@@ -277,7 +258,7 @@ pub fn report(e: &Engine, started: Instant, with_rules: bool) -> Report {
                 stats.iter().map(|w| f(&w.backends[i])).sum()
             };
             let mut rcodes = BTreeMap::new();
-            for (code, name) in RCODES.iter().enumerate() {
+            for (code, name) in crate::wire::dns::rcode::NAMES.iter().enumerate() {
                 let n = bs(&|s| s.rcodes[code].get());
                 if n > 0 {
                     rcodes.insert(name.to_string(), n);

@@ -38,6 +38,35 @@ pub mod rcode {
     pub const NXDOMAIN: u8 = 3;
     pub const NOTIMP: u8 = 4;
     pub const REFUSED: u8 = 5;
+
+    /// The mnemonic of each 4-bit RCODE: the one table of names (metrics,
+    /// health checks, configuration).
+    pub const NAMES: [&str; 16] = [
+        "NOERROR",
+        "FORMERR",
+        "SERVFAIL",
+        "NXDOMAIN",
+        "NOTIMP",
+        "REFUSED",
+        "YXDOMAIN",
+        "YXRRSET",
+        "NXRRSET",
+        "NOTAUTH",
+        "NOTZONE",
+        "DSOTYPENI",
+        "RCODE12",
+        "RCODE13",
+        "RCODE14",
+        "RCODE15",
+    ];
+
+    /// An RCODE by its mnemonic, in any case.
+    pub fn by_name(name: &str) -> Option<u8> {
+        NAMES
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(name))
+            .map(|i| i as u8)
+    }
 }
 
 pub mod qtype {
@@ -298,6 +327,17 @@ pub fn add_opt(msg: &mut Vec<u8>, payload: u16) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rcode_names_round_trip_in_any_case() {
+        for (i, n) in rcode::NAMES.iter().enumerate() {
+            assert_eq!(rcode::by_name(n), Some(i as u8));
+            assert_eq!(rcode::by_name(&n.to_ascii_lowercase()), Some(i as u8));
+        }
+        assert_eq!(rcode::by_name("ServFail"), Some(rcode::SERVFAIL));
+        assert_eq!(rcode::by_name("BOGUS"), None);
+        assert_eq!(rcode::by_name(""), None);
+    }
 
     // id 0xbeef, RD, one question: www.example.com A IN
     const Q: [u8; 33] = [
