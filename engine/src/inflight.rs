@@ -207,10 +207,10 @@ pub struct InflightTable {
 pub struct Allocator {
     worker: u32,
     rng: ChaCha12Rng,
-    /// The next query's draw, made one query ahead so that its slot's cache
-    /// line is being fetched while this one is processed: random slots
-    /// over a 4 MiB slab miss the cache, a counter's did not.
-    ahead: u64,
+    /// The next query's key, drawn one query ahead so that its slot's
+    /// cache line is being fetched while this one is processed: random
+    /// slots over a 4 MiB slab miss the cache, a counter's did not.
+    ahead: u32,
     /// (slot index | generation << 32), oldest at `head`.
     fifo: Box<[u64]>,
     head: usize,
@@ -218,10 +218,6 @@ pub struct Allocator {
 }
 
 impl Allocator {
-    pub fn worker(&self) -> usize {
-        self.worker as usize
-    }
-
     fn push(&mut self, entry: u64) {
         let mask = self.fifo.len() - 1;
         self.fifo[self.tail & mask] = entry;
@@ -287,7 +283,7 @@ impl InflightTable {
         let mut rng = ChaCha12Rng::from_entropy();
         Some(Allocator {
             worker: worker as u32,
-            ahead: rng.next_u64(),
+            ahead: self.key_of_draw(rng.next_u64()),
             rng,
             fifo: vec![0; n * FIFO_PER_SLOT].into_boxed_slice(),
             head: 0,
@@ -344,12 +340,11 @@ impl InflightTable {
             self.compact(a, slab);
         }
         for probe in 0..MAX_PROBES {
-            let r = std::mem::replace(&mut a.ahead, a.rng.next_u64());
-            let key = self.key_of_draw(r);
+            let key = std::mem::replace(&mut a.ahead, self.key_of_draw(a.rng.next_u64()));
             let idx = self.slot_index(key);
             let slot = &slab[idx];
             let s = slot.state.load(Ordering::Acquire);
-            prefetch(&slab[self.slot_index(self.key_of_draw(a.ahead))]);
+            prefetch(&slab[self.slot_index(a.ahead)]);
             if s & ST_MASK == ST_BUSY {
                 continue;
             }
