@@ -226,6 +226,7 @@ pub fn run(spec: &Spec) -> anyhow::Result<Results> {
         lat_rate: spec.lat_rate,
         mix_rate: spec.mix_rate,
         mix: (spec.mix_delay_ms, spec.mix_fraction),
+        open_loop: tools::open_loop_generator().to_string(),
         rows,
     })
 }
@@ -253,7 +254,14 @@ fn measure(
 
     let fixed = if kind.is_balancer() {
         let s = Sample::now(r.pid);
-        let gun = tools::kxdpgun(&cli, target, spec.cpu_rate, spec.cpu_secs, names)?;
+        let gun = tools::kxdpgun(
+            &spec.bins.bench,
+            &cli,
+            target,
+            spec.cpu_rate,
+            spec.cpu_secs,
+            names,
+        )?;
         let usage = s.usage_during(Some(spec.cpu_secs as f64));
         let answered = gun.answered_pps * spec.cpu_secs as f64;
         let per = |s: Option<f64>| s.filter(|_| answered > 0.0).map(|p| p * 1e6 / answered);
@@ -280,7 +288,7 @@ fn measure(
         let before = r.report();
         let udp0 = cpu::udp_overflows(&lb);
         let s = Sample::now(r.pid);
-        let gun = tools::kxdpgun(&cli, target, rate, spec.secs, names)?;
+        let gun = tools::kxdpgun(&spec.bins.bench, &cli, target, rate, spec.secs, names)?;
         // Percentages over the seconds kxdpgun sent, not its start-up.
         let usage = s.usage_during(Some(spec.secs as f64));
         let udp_overflows = cpu::udp_overflows(&lb).saturating_sub(udp0);

@@ -62,7 +62,14 @@ pub struct Results {
     pub mix_rate: u64,
     /// (delay ms, fraction of answers delayed) of the mix backends.
     pub mix: (u64, f64),
+    /// The open-loop generator of the sweep and the CPU figure.
+    #[serde(default = "kxdpgun")]
+    pub open_loop: String,
     pub rows: Vec<Row>,
+}
+
+fn kxdpgun() -> String {
+    "kxdpgun".into()
 }
 
 /// Answered share at or above which a step counts as held.
@@ -215,7 +222,8 @@ impl Results {
         );
         let _ = writeln!(
             m,
-            "| contender | max qps, ≥ 99 % answered (kxdpgun, {} s steps) | limited by | dnsperf qps (avg latency) | p50 / p99 at {} qps | p99 added over direct | balancer CPU µs/query at {} qps |",
+            "| contender | max qps, ≥ 99 % answered ({}, {} s steps) | limited by | dnsperf qps (avg latency) | p50 / p99 at {} qps | p99 added over direct | balancer CPU µs/query at {} qps |",
+            self.open_loop,
             self.secs,
             num(self.lat_rate as f64),
             num(cpu_rate as f64)
@@ -497,6 +505,7 @@ mod tests {
             lat_rate: 20_000,
             mix_rate: 5_000,
             mix: (20, 0.2),
+            open_loop: "kxdpgun".into(),
             rows: vec![direct, x, d],
         };
         let t = r.targets();
