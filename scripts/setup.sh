@@ -20,9 +20,12 @@ set -euo pipefail
 # knot: knotd, the real DNS servers behind the balancer in the failover tests.
 # nftables: nft, which silences a backend host in the failover tests.
 # curl: the demo reads /metrics.
+# bird2: the router and the balancers' announcers of scripts/fleet-demo.sh
+# (each BIRD runs with its own configuration and control socket).
+# python3: the fleet demo's TCP/53 client and its JSON reading.
 PKGS=(dnsutils iproute2 pkg-config gcc g++ libc6-dev clang llvm libbpf-dev m4 libelf-dev zlib1g-dev
       knot-dnsutils dnsperf iputils-ping netcat-openbsd ethtool python3-prometheus-client
-      valgrind linux-perf dnsdist fonts-dejavu-core chromium knot nftables curl)
+      valgrind linux-perf dnsdist fonts-dejavu-core chromium knot nftables curl bird2 python3)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -113,6 +113,100 @@ pub fn print_status(v: &Value) {
         v["ctl"]["uptime_s"].as_f64().unwrap_or(0.0),
         v["ctl"]["config"].as_str().unwrap_or("-")
     );
+    println!("{}", node_line(&v["node"]));
+}
+
+/// One line for the node: health, drain, announcement.
+fn node_line(n: &Value) -> String {
+    if n.is_null() {
+        return "node: not checked yet".into();
+    }
+    let mut line = format!(
+        "node: {}, {}",
+        n["state"].as_str().unwrap_or("-"),
+        n["drain"].as_str().unwrap_or("-")
+    );
+    let problems: Vec<&str> = n["problems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !problems.is_empty() {
+        line += &format!(" ({})", problems.join("; "));
+    }
+    let a = &n["announce"];
+    if a.is_null() {
+        line += "; not announced (no [announce])";
+    } else {
+        let routes = a["routes"].as_u64().map_or("?".into(), |r| r.to_string());
+        line += &format!(
+            "; {} {} (BIRD holds {routes} route(s): {})",
+            a["desired"].as_str().unwrap_or("-"),
+            a["vips"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" "),
+            a["bird"].as_str().unwrap_or("-")
+        );
+    }
+    line
+}
+
+pub fn print_node(v: &Value) {
+    println!("{}", node_line(v));
+    if !v.is_null() {
+        println!(
+            "frontend qps {:.0}, in flight {}, health unchanged for {:.0} s",
+            v["frontend_qps"].as_f64().unwrap_or(0.0),
+            u(v, "in_flight"),
+            v["since_s"].as_f64().unwrap_or(0.0)
+        );
+    }
+}
+
+/// Polls `/api/node` until the drain completes: true when drained.
+pub fn wait_drained(api: &Api, timeout: Duration) -> anyhow::Result<bool> {
+    let end = std::time::Instant::now() + timeout;
+    let mut said = String::new();
+    let mut last: Option<std::time::Instant> = None;
+    loop {
+        let v = api.json("GET", "/api/node")?;
+        let drain = v["drain"].as_str().unwrap_or("-");
+        if drain == "drained" {
+            println!("drained");
+            return Ok(true);
+        }
+        // Before the loop's next check the view still shows the node active.
+        if drain == "active" && std::time::Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        let now = format!(
+            "draining: {} (BIRD: {}), {:.0} qps still arriving, {} in flight",
+            v["announce"]["desired"].as_str().unwrap_or("-"),
+            v["announce"]["bird"].as_str().unwrap_or("-"),
+            v["frontend_qps"].as_f64().unwrap_or(0.0),
+            u(&v, "in_flight")
+        );
+        // A line when the picture changes, at most one a second.
+        if now != said && last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            println!("{now}");
+            said = now;
+            last = Some(std::time::Instant::now());
+        }
+        if std::time::Instant::now() >= end {
+            println!(
+                "not drained after {} s (the drain stays)",
+                timeout.as_secs()
+            );
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 pub fn print_backends(v: &Value) {

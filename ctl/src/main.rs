@@ -1,11 +1,16 @@
 //! `dnsrailctl`: the control process (`serve`) and the operator CLI of
 //! dnsrail.
 
+mod announce;
+mod api;
+mod bird;
 mod cli;
 mod dashboard;
 mod doctor;
 mod health;
 mod metrics;
+mod monitor;
+mod node;
 mod serve;
 mod supervisor;
 mod tcp;
@@ -16,6 +21,7 @@ use dnsrail_engine::snapshot::{Overrides, Registry, Snapshot};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -116,6 +122,14 @@ enum Cmd {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// This balancer host as the routers see it: health, drain,
+    /// announcement through BIRD (`[announce]`).
+    Node {
+        #[command(subcommand)]
+        op: NodeOp,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Live view, refreshed every second.
     Top {
         /// Stop after this many refreshes.
@@ -124,6 +138,26 @@ enum Cmd {
         #[command(flatten)]
         api: ApiArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum NodeOp {
+    /// Health, drain state and what BIRD announces.
+    Status,
+    /// Withdraw the VIP routes and wait until the frontends receive no more
+    /// queries and nothing is in flight: then print "drained" (the engine
+    /// can be stopped without losing a query).
+    Drain {
+        /// Give up waiting after this many seconds (exit 1; the drain
+        /// stays).
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// Return at once, without waiting for the drain to complete.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Announce again (after `[announce] rise` good checks).
+    Undrain,
 }
 
 #[derive(Subcommand)]
@@ -284,6 +318,32 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             };
             println!("ok");
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Node { op, api: a } => {
+            let c = api(&a);
+            match op {
+                NodeOp::Status => {
+                    show(&a, &c.json("GET", "/api/node")?, cli::print_node);
+                    Ok(ExitCode::SUCCESS)
+                }
+                NodeOp::Drain { timeout, no_wait } => {
+                    c.json("POST", "/api/node/drain")?;
+                    if no_wait {
+                        println!("draining");
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    Ok(if cli::wait_drained(&c, Duration::from_secs(timeout))? {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    })
+                }
+                NodeOp::Undrain => {
+                    c.json("POST", "/api/node/undrain")?;
+                    println!("undrained: announcing after the rise checks");
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
         }
         Cmd::Top { iterations, api: a } => {
             cli::top(&api(&a), iterations)?;

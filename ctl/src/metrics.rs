@@ -18,6 +18,8 @@ pub struct CtlView<'a> {
     /// (backend, "up"/"down", reason) → transitions.
     pub transitions: &'a HashMap<(String, &'static str, &'static str), u64>,
     pub tcp: &'a crate::tcp::TcpCounters,
+    /// The node's health and announcement (`None` before the first check).
+    pub node: Option<&'a crate::announce::NodeView>,
 }
 
 /// Escapes a label value (backslash, quote, newline).
@@ -30,6 +32,83 @@ fn esc(s: &str) -> String {
 fn head(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// The node's series: health, drain and, with `[announce]`, what BIRD
+/// holds.
+fn node(o: &mut String, n: Option<&crate::announce::NodeView>) {
+    let Some(n) = n else { return };
+    head(
+        o,
+        "dnsrail_node_healthy",
+        "gauge",
+        "The node may serve: engine forwarding, enough usable backends per announced pool, not drained.",
+    );
+    let _ = writeln!(o, "dnsrail_node_healthy {}", u8::from(n.healthy));
+    head(
+        o,
+        "dnsrail_node_drain",
+        "gauge",
+        "Drain state: 1 for the current one of active, draining, drained.",
+    );
+    for (s, d) in [
+        ("active", crate::node::Drain::Active),
+        ("draining", crate::node::Drain::Draining),
+        ("drained", crate::node::Drain::Drained),
+    ] {
+        let _ = writeln!(
+            o,
+            "dnsrail_node_drain{{state=\"{s}\"}} {}",
+            u8::from(n.drain == d)
+        );
+    }
+    let Some(a) = &n.announce else { return };
+    head(
+        o,
+        "dnsrail_announce_desired_routes",
+        "gauge",
+        "VIP routes the node's health asks BIRD to announce.",
+    );
+    let want = if a.desired == "announce" {
+        a.vips.len()
+    } else {
+        0
+    };
+    let _ = writeln!(o, "dnsrail_announce_desired_routes {want}");
+    head(
+        o,
+        "dnsrail_announce_routes",
+        "gauge",
+        "VIP routes BIRD holds, read back from BIRD (-1: BIRD did not answer).",
+    );
+    let _ = writeln!(
+        o,
+        "dnsrail_announce_routes {}",
+        a.routes.map_or(-1, |r| r as i64)
+    );
+    head(
+        o,
+        "dnsrail_announce_changes_total",
+        "counter",
+        "Announcements and withdrawals BIRD accepted.",
+    );
+    let _ = writeln!(
+        o,
+        "dnsrail_announce_changes_total{{action=\"announce\"}} {}",
+        a.announces
+    );
+    let _ = writeln!(
+        o,
+        "dnsrail_announce_changes_total{{action=\"withdraw\"}} {}",
+        a.withdraws
+    );
+    head(
+        o,
+        "dnsrail_announce_errors_total",
+        "counter",
+        "Failed exchanges with BIRD (unreachable, refused configuration, protocol missing).",
+    );
+    let _ = writeln!(o, "dnsrail_announce_errors_total {}", a.errors);
 }
 
 pub fn render(r: Option<&Report>, v: &CtlView<'_>) -> String {
@@ -60,6 +139,7 @@ pub fn render(r: Option<&Report>, v: &CtlView<'_>) -> String {
     );
     let _ = writeln!(o, "dnsrail_engine_restarts_total {}", v.engine_restarts);
 
+    node(&mut o, v.node);
     head(
         &mut o,
         "dnsrail_backend_health_up",
@@ -467,6 +547,7 @@ mod tests {
                 health_checks: &checks,
                 transitions: &transitions,
                 tcp: &tcp,
+                node: None,
             },
         );
         assert!(
@@ -483,5 +564,63 @@ mod tests {
             text.contains("dnsrail_rule_hits_total{rule=\"block\\\"x\",source=\"file\"} 5\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn node_series_follow_the_view() {
+        use crate::announce::{AnnounceView, NodeView};
+        let node = NodeView {
+            state: "unhealthy",
+            healthy: false,
+            problems: vec!["drained".into()],
+            drain: crate::node::Drain::Draining,
+            since_s: 1.0,
+            frontend_qps: 0.0,
+            in_flight: 0,
+            announce: Some(AnnounceView {
+                bird_socket: "/run/bird/bird.ctl".into(),
+                include_file: "/run/dnsrail/bird-vips.conf".into(),
+                vips: vec!["192.0.2.53".into(), "2001:db8::53".into()],
+                desired: "withdraw",
+                routes: None,
+                bird: "cannot reach BIRD".into(),
+                announces: 2,
+                withdraws: 3,
+                errors: 4,
+            }),
+        };
+        let (h, p, c, t) = (
+            HashMap::new(),
+            HashMap::new(),
+            HashMap::new(),
+            HashMap::new(),
+        );
+        let tcp = crate::tcp::TcpCounters::default();
+        let text = render(
+            None,
+            &CtlView {
+                engine_up: false,
+                engine_restarts: 0,
+                health: &h,
+                passive: &p,
+                health_checks: &c,
+                transitions: &t,
+                tcp: &tcp,
+                node: Some(&node),
+            },
+        );
+        for want in [
+            "dnsrail_node_healthy 0\n",
+            "dnsrail_node_drain{state=\"active\"} 0\n",
+            "dnsrail_node_drain{state=\"draining\"} 1\n",
+            "dnsrail_node_drain{state=\"drained\"} 0\n",
+            "dnsrail_announce_desired_routes 0\n",
+            "dnsrail_announce_routes -1\n",
+            "dnsrail_announce_changes_total{action=\"announce\"} 2\n",
+            "dnsrail_announce_changes_total{action=\"withdraw\"} 3\n",
+            "dnsrail_announce_errors_total 4\n",
+        ] {
+            assert!(text.contains(want), "{want} missing:\n{text}");
+        }
     }
 }

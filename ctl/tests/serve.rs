@@ -586,6 +586,10 @@ fn writes_need_the_token_and_metrics_parse_with_the_reference_parser() {
         401
     );
     assert_eq!(h.http("POST", "/api/reload", None).0, 401);
+    assert_eq!(h.http("POST", "/api/node/drain", None).0, 401);
+    // No [announce]: nothing to withdraw, and the node drain says so.
+    let (code, body) = h.http("POST", "/api/node/drain", Some(&h.token()));
+    assert!(code == 409 && body.contains("[announce]"), "{code} {body}");
     assert_eq!(
         h.http("POST", "/api/backends/nope/drain", Some(&h.token()))
             .0,
@@ -954,4 +958,222 @@ fn dashboard_in_headless_chromium_shows_live_traffic_and_saves_a_screenshot() {
     eprintln!("dashboard screenshot: {}", shot.display());
     let r = load.join().unwrap();
     assert_eq!(r.lost, 0, "{}", r.summary());
+}
+
+/// BIRD's VIP routes, asked with BIRD's own client (`birdc`), from outside
+/// ctl; None when BIRD does not answer.
+fn bird_routes(sock: &std::path::Path) -> Option<u64> {
+    let out = Command::new("birdc")
+        .arg("-s")
+        .arg(sock)
+        .args(["show", "route", "protocol", "dnsrail4", "count"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.contains("routes for"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn start_bird(dir: &std::path::Path) -> Child {
+    Command::new("bird")
+        .arg("-f")
+        .arg("-c")
+        .arg(dir.join("bird.conf"))
+        .arg("-s")
+        .arg(dir.join("bird.ctl"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("bird starts")
+}
+
+struct KillOnDrop(Option<Child>);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn announce_follows_node_health_through_a_real_bird_across_bird_and_ctl_restarts() {
+    if !dnsrail_bench::netns::is_root() {
+        dnsrail_bench::netns::skip("announce needs root (a network namespace of its own)");
+        return;
+    }
+    if Command::new("bird").arg("--version").output().is_err() {
+        dnsrail_bench::netns::skip("announce: bird (Debian bird2) is not installed");
+        return;
+    }
+    // A network namespace for this thread alone (unshare applies to the
+    // calling thread; the processes it starts inherit it): BIRD refuses
+    // routes to loopback addresses, so the VIP is 192.0.2.53 on this
+    // namespace's lo, and nothing outside sees it. The namespace goes when
+    // its last process does.
+    // SAFETY: unshare has no memory-safety preconditions; it changes only
+    // this thread's network namespace.
+    assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+    for args in [
+        &["link", "set", "lo", "up"][..],
+        &["addr", "add", "192.0.2.53/32", "dev", "lo"],
+    ] {
+        assert!(Command::new("ip").args(args).status().unwrap().success());
+    }
+    let mut h = H::new(11, &[("a", Some(&[])), ("b", Some(&[]))], FAST_HEALTH);
+    let (dir, sock, file) = (
+        h.dir.clone(),
+        h.dir.join("bird.ctl"),
+        h.dir.join("vips.conf"),
+    );
+    let mut cfg = std::fs::read_to_string(h.cfg_path()).unwrap();
+    cfg += &format!(
+        "[[frontend]]\nlisten = \"192.0.2.53:5353\"\n\
+         [announce]\nbird_socket = \"{}\"\ninclude_file = \"{}\"\nmin_backends = 2\ninterval_ms = 50\nrise = 2\ndrain_quiet_ms = 300\n",
+        sock.display(),
+        file.display()
+    );
+    std::fs::write(h.cfg_path(), cfg).unwrap();
+    std::fs::write(&file, "").unwrap();
+    std::fs::write(
+        dir.join("bird.conf"),
+        format!(
+            "router id 192.0.2.1;\nprotocol device {{}}\ninclude \"{}\";\n",
+            file.display()
+        ),
+    )
+    .unwrap();
+    let mut bird = KillOnDrop(Some(start_bird(&dir)));
+    wait_until("bird answers", 10, || {
+        bird_routes(&sock) == Some(0) || {
+            // The empty file has no protocol yet: "no such protocol" is an
+            // answer too.
+            Command::new("birdc")
+                .arg("-s")
+                .arg(&sock)
+                .arg("show status")
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("up and running"))
+        }
+    });
+
+    // Healthy: announced.
+    h.start_ctl();
+    wait_until("the VIP announced", 15, || bird_routes(&sock) == Some(1));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("route 192.0.2.53/32 unreachable;"), "{text}");
+    assert!(
+        !text.contains("127.0."),
+        "loopback frontends are not announced: {text}"
+    );
+    wait_until("node healthy in the API", 5, || {
+        h.get("/api/node")
+            .is_some_and(|v| v["healthy"] == true && v["announce"]["bird"] == "ok")
+    });
+
+    // One backend of two down, min_backends = 2: withdrawn.
+    h.kill_backend(1);
+    wait_until("withdrawn with a backend down", 15, || {
+        bird_routes(&sock) == Some(0)
+    });
+    let v = h.get("/api/node").unwrap();
+    assert_eq!(v["healthy"], false, "{v}");
+    assert!(
+        v["problems"]
+            .to_string()
+            .contains("pool default: 1 usable backend (min_backends 2)"),
+        "{v}"
+    );
+    h.restart_backend(1);
+    wait_until("announced again", 15, || bird_routes(&sock) == Some(1));
+
+    // BIRD restarts: it reads the file, which says what ctl decided.
+    drop(bird);
+    bird = KillOnDrop(Some(start_bird(&dir)));
+    wait_until("a restarted BIRD announces", 10, || {
+        bird_routes(&sock) == Some(1)
+    });
+    // BIRD restarts on a stale file (no routes): ctl reads BIRD back and
+    // puts the routes back.
+    drop(bird);
+    std::fs::write(
+        &file,
+        "protocol static dnsrail4 { ipv4; }\nprotocol static dnsrail6 { ipv6; }\n",
+    )
+    .unwrap();
+    bird = KillOnDrop(Some(start_bird(&dir)));
+    wait_until(
+        "ctl corrects a BIRD that holds the wrong routes",
+        10,
+        || bird_routes(&sock) == Some(1),
+    );
+
+    // ctl restarts while BIRD runs: the routes never go away.
+    h.kill_ctl();
+    assert_eq!(bird_routes(&sock), Some(1), "ctl stopped: routes stay");
+    h.start_ctl();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(2) {
+        assert_eq!(
+            bird_routes(&sock),
+            Some(1),
+            "a restarted ctl withdrew a healthy node"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Drain through the CLI: withdrawn, then "drained".
+    let out = h.cli(&["node", "drain", "--timeout", "20"], Some(&h.token()), "");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.trim_end().ends_with("drained"),
+        "{said}"
+    );
+    assert_eq!(bird_routes(&sock), Some(0));
+    // A drain survives a ctl restart.
+    h.kill_ctl();
+    h.start_ctl();
+    wait_until("drained after a ctl restart", 5, || {
+        h.get("/api/node").is_some_and(|v| v["drain"] == "drained")
+    });
+    assert_eq!(bird_routes(&sock), Some(0));
+    let out = h.cli(&["node", "status"], None, "");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("node: unhealthy, drained (drained); withdraw"),
+        "{said}"
+    );
+    // Undrain: announced after rise.
+    let out = h.cli(&["node", "undrain"], Some(&h.token()), "");
+    assert!(out.status.success(), "{out:?}");
+    wait_until("announced after the undrain", 10, || {
+        bird_routes(&sock) == Some(1)
+    });
+    let m = h.http("GET", "/metrics", None).1;
+    for want in [
+        "dnsrail_node_healthy 1\n",
+        "dnsrail_node_drain{state=\"active\"} 1\n",
+        "dnsrail_announce_desired_routes 1\n",
+    ] {
+        assert!(m.contains(want), "{want} missing:\n{m}");
+    }
+    wait_until("BIRD's routes read back into /metrics", 5, || {
+        h.http("GET", "/metrics", None)
+            .1
+            .contains("dnsrail_announce_routes 1\n")
+    });
+    drop(bird);
+    // BIRD gone: an error the operator sees, not a hang.
+    wait_until("BIRD unreachable shown", 10, || {
+        h.get("/api/node").is_some_and(|v| {
+            v["announce"]["bird"]
+                .as_str()
+                .is_some_and(|b| b.contains("cannot reach BIRD"))
+        })
+    });
 }

@@ -18,6 +18,9 @@ use std::path::Path;
 use std::sync::Arc;
 use toml::Spanned;
 
+mod announce;
+pub use announce::AnnounceConfig;
+
 pub const DEFAULT_POOL: &str = "default";
 
 #[derive(Debug, Clone, Deserialize)]
@@ -42,6 +45,9 @@ pub struct Config {
     /// Dynamic blocks of sources over a rate.
     #[serde(default)]
     pub dynblock: DynBlockConfig,
+    /// Announcing the VIPs to the routers through BIRD (ctl only).
+    #[serde(default)]
+    pub announce: Option<AnnounceConfig>,
     /// Rules written in this file, in order (before those of `rules.file`).
     #[serde(default, rename = "rule")]
     pub rules: Vec<RuleConfig>,
@@ -660,6 +666,14 @@ impl Config {
                     format!("unknown pool `{}`", f.pool.get_ref()),
                 ));
             }
+        }
+        if let Some(a) = &self.announce {
+            let ips: Vec<IpAddr> = self
+                .frontends
+                .iter()
+                .filter_map(|f| parse_addr(f.listen.get_ref(), 53).map(|a| a.ip()))
+                .collect();
+            a.validate(&ips).map_err(|(key, msg)| whole(&key, msg))?;
         }
         let mut names = HashSet::new();
         let mut used_pools = HashSet::new();

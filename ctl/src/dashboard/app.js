@@ -238,6 +238,16 @@ async function tick() {
   $("engine").textContent = eng.attached
     ? "engine " + report.io + ", " + report.workers + " worker" + (report.workers === 1 ? "" : "s") + ", up " + Math.round(report.uptime_s) + " s"
     : "engine not attached";
+  // The node as the routers see it: healthy (announced), draining, down.
+  const node = status.node;
+  $("node").hidden = !node;
+  if (node) {
+    const a = node.announce;
+    $("node").className = "pill " + (node.healthy ? "ok" : node.drain !== "active" ? "warn" : "bad");
+    $("node").textContent = "node " + node.state + (node.drain !== "active" ? ", " + node.drain : "")
+      + (a ? ", " + (a.desired === "announce" ? "announced" : "withdrawn") + " (BIRD: " + (a.routes ?? "?") + " route" + (a.routes === 1 ? "" : "s") + ")" : "");
+    $("node").title = node.problems.join("; ");
+  }
   $("updated").textContent = "updated " + new Date().toLocaleTimeString();
   document.body.dataset.ticks = (Number(document.body.dataset.ticks || 0) + 1).toString();
 }
