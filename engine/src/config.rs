@@ -19,6 +19,8 @@ use std::sync::Arc;
 use toml::Spanned;
 
 mod announce;
+#[cfg(test)]
+mod doc_tests;
 pub use announce::AnnounceConfig;
 
 pub const DEFAULT_POOL: &str = "default";
