@@ -121,12 +121,18 @@ for n in lb1 lb2; do
 done
 
 # ---- BIRD -------------------------------------------------------------------
+# BFD: 100 ms packets, down after 5 missed (500 ms), lenient enough for two
+# shared CPUs that also run two engines and the load. Fast BGP retries: a
+# session that did drop comes back in seconds, not BIRD's default minutes.
 BFD='protocol bfd {
-    interface "eth0" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; };
+    interface "eth0" { min rx interval 100 ms; min tx interval 100 ms; multiplier 5; };
 }'
+BGP_TIMERS='connect delay time 1; connect retry time 2; error wait time 1, 10;'
+LOG='{ info, remote, warning, error, auth, fatal, bug }'
 mkdir -p "$WORK/rt"
 cat >"$WORK/rt/bird.conf" <<EOF
 router id 10.98.2.1;
+log "$WORK/rt-bird.log" $LOG;
 protocol device { scan time 1; }
 # Every best path of equal merit into the kernel: one route, two next hops.
 protocol kernel {
@@ -137,6 +143,7 @@ $BFD
 template bgp balancer {
     local 10.98.2.1 as 65000;
     bfd on;
+    $BGP_TIMERS
     ipv4 { import all; export none; };
 }
 protocol bgp lb1 from balancer { neighbor 10.98.2.11 as 65053; }
@@ -155,6 +162,7 @@ for i in 1 2; do
     : >"$WORK/$n/bird-vips.conf"
     cat >"$WORK/$n/bird.conf" <<EOF
 router id 10.98.2.1$i;
+log "$WORK/$n-bird.log" $LOG;
 protocol device { scan time 1; }
 # dnsrailctl's VIP routes (static protocols dnsrail4 and dnsrail6).
 include "$WORK/$n/bird-vips.conf";
@@ -163,6 +171,7 @@ protocol bgp upstream {
     local 10.98.2.1$i as 65053;
     neighbor 10.98.2.1 as 65000;
     bfd on;
+    $BGP_TIMERS
     ipv4 { import none; export where proto = "dnsrail4"; };
 }
 EOF
