@@ -20,6 +20,7 @@ pub mod io;
 pub mod logging;
 pub mod policy;
 pub mod rules;
+pub mod shared;
 pub mod snapshot;
 pub mod stats;
 pub mod wire;

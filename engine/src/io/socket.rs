@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 
 use super::sys::{enable_recverr, grow_buffers, recv_error, Epoll, Out, RecvBatch, SendBatch};
 use crate::core::{AnswerOutcome, Client, Core, QueryOutcome};
-use crate::engine::Shared;
+use crate::shared::Shared;
 use crate::snapshot::{BackendId, Snapshot, MAX_BACKENDS, MAX_FRONTENDS};
 use crate::stats::DropReason;
 

@@ -21,9 +21,9 @@ use std::sync::Arc;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::core::{AnswerOutcome, Core};
-use crate::engine::Shared;
 use crate::frame::FrameEnv;
 use crate::io::sys::Epoll;
+use crate::shared::Shared;
 use crate::stats::DropReason;
 use crate::wire::{checksum, udp};
 

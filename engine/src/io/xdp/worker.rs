@@ -15,8 +15,8 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use crate::config::{PollMode, XdpBind};
 use crate::core::Core;
-use crate::engine::Shared;
 use crate::frame::{FrameEnv, FrameKind, FrameVerdict};
+use crate::shared::Shared;
 use crate::stats::DropReason;
 
 /// Frames per worker and ring sizes: 8192 × 2 KiB = 16 MiB of UMEM; half
