@@ -291,14 +291,35 @@ print("open", len(conns), flush=True)
 end = time.time() + 30
 while not os.path.exists(go) and time.time() < end:
     time.sleep(0.05)
-ok = 0
+# Each connection: answered (survived), closed cleanly by the balancer
+# (FIN: the client reconnects), or reset / broken (a query lost to the
+# client until it notices).
+def eof(s):
+    # Closed by the balancer already (FIN waiting): a client sees it before
+    # it sends, and reconnects.
+    s.setblocking(False)
+    try:
+        return s.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return False
+    finally:
+        s.setblocking(True)
+        s.settimeout(2)
+ok = closed = reset = 0
 for s in conns:
+    if eof(s):
+        closed += 1
+        continue
     try:
         ask(s)
         ok += 1
+    except (ConnectionResetError, BrokenPipeError, socket.timeout, TimeoutError):
+        reset += 1
     except OSError:
-        pass
-print("survived", ok, "of", n, flush=True)
+        closed += 1
+print("survived", ok, "of", n, "closed", closed, "reset", reset, flush=True)
 PY
 # tcp_hold TAG: 64 connections, one query each, a second query on each
 # once $WORK/TAG.go exists.
@@ -312,8 +333,9 @@ tcp_result() { # TAG: sets TCP_SURVIVED (not in a subshell: it waits for
     touch "$WORK/$1.go"
     wait "$TCP" || true
     local l
-    l=$(grep "^survived" "$WORK/$1.out" || echo "survived ? of 64")
-    TCP_SURVIVED=${l#survived }
+    l=$(grep "^survived" "$WORK/$1.out" || echo "survived ? of 64 closed ? reset ?")
+    set -- $l
+    TCP_SURVIVED="$2 of $4 survived, $6 closed cleanly, $8 reset"
 }
 
 # ---- 1. drain under load ---------------------------------------------------------
@@ -327,7 +349,7 @@ wait_hops 1 5
 route | sed 's/^/   router: /'
 tcp_result drain
 TCP_DRAIN=$TCP_SURVIVED
-echo "   TCP/53 connections held across the drain: $TCP_DRAIN survived"
+echo "   TCP/53 connections held across the drain: $TCP_DRAIN"
 # Drained: nothing arrives and nothing is in flight, so stopping the engine
 # now loses nothing. ctl starts it again (it supervises it).
 pkill -TERM -f "$BIN/dnsrail -c $WORK/lb1/dnsrail.toml" || true
@@ -344,7 +366,7 @@ wait_hops 2 30
 route | sed 's/^/   router: /'
 tcp_result undrain
 TCP_UNDRAIN=$TCP_SURVIVED
-echo "   TCP/53 connections held across the undrain: $TCP_UNDRAIN survived"
+echo "   TCP/53 connections held across the undrain: $TCP_UNDRAIN"
 ctl lb1 node status | sed 's/^/   lb1 /'
 b1=$(frontend_queries lb1); b2=$(frontend_queries lb2)
 load $((RATE * 2)) "$WORK/undrain.json"
@@ -373,7 +395,7 @@ read -r K M < <(lost_of "$WORK/kill.json")
 BOUND=$(( RATE * (X + 10) / 1000 ))
 echo "   withdrawn after $X ms; lost $K of $M (bound: $RATE qps x $((X + 10)) ms = $BOUND)"
 
-echo "   (TCP/53 connections that survived the rehash: $TCP_DRAIN at the drain, $TCP_UNDRAIN at the undrain)"
+echo "   (TCP/53 across the drain: $TCP_DRAIN; across the undrain: $TCP_UNDRAIN)"
 echo "fleet: drain lost $D of $N1, kill lost $K of $M, withdrawn after $X ms"
 fail=0
 [ "$D" -eq 0 ] || { echo "fleet-demo: the drain lost $D queries (must be 0)" >&2; fail=1; }

@@ -226,6 +226,11 @@ fn check(ctl: &Ctl, cfg: &Config) -> Check {
     c
 }
 
+/// How long after BIRD withdrew the routes ctl closes the node's TCP/53
+/// client connections: the routers' convergence (BGP update, FIB) in a
+/// rack.
+const TCP_CLOSE_AFTER: Duration = Duration::from_millis(200);
+
 /// "Long ago": due at once (checked: the monotonic clock may be younger
 /// than 10 s right after boot).
 fn long_ago() -> Instant {
@@ -245,6 +250,7 @@ pub async fn run(ctl: Arc<Ctl>, stop: Arc<AtomicBool>) {
     let mut last_q: Option<(u64, Instant)> = None;
     let mut qps = 0.0;
     let mut told = false;
+    let mut withdrawn_at: Option<Instant> = None;
     // A starting ctl gives the supervisor its first attach (up to 3 s)
     // before judging the engine: a ctl restarted beside a running engine
     // must not withdraw a healthy node because it has not attached yet.
@@ -289,6 +295,16 @@ pub async fn run(ctl: Arc<Ctl>, stop: Arc<AtomicBool>) {
             None => {}
         }
         let t = target(&cfg);
+        // TCP/53 clients of a withdrawn node: closed once the withdrawal had
+        // time to reach the routers, so that they reconnect through them.
+        let closing = t.is_some()
+            && applied == Some(false)
+            && withdrawn_at.is_some_and(|w: Instant| w.elapsed() >= TCP_CLOSE_AFTER);
+        ctl.tcp_closing.send_if_modified(|c| {
+            let change = *c != closing;
+            *c = closing;
+            change
+        });
         if let Some(t) = &t {
             if applied != Some(healthy) {
                 let (t2, up) = (t.clone(), healthy);
@@ -311,6 +327,7 @@ pub async fn run(ctl: Arc<Ctl>, stop: Arc<AtomicBool>) {
                         }
                         applied = Some(healthy);
                         told = true;
+                        withdrawn_at = (!healthy).then(Instant::now);
                         // Read back a second later: BIRD takes a moment to
                         // install what it just read, and a BIRD that holds
                         // the wrong routes is told again at most once a

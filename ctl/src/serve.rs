@@ -34,6 +34,9 @@ pub struct Ctl {
     pub transitions: Mutex<HashMap<(String, &'static str, &'static str), u64>>,
     pub tcp: Arc<TcpCounters>,
     pub announcer: Arc<Announcer>,
+    /// True while the node is withdrawn (set by `announce`): TCP/53 client
+    /// connections close at their next wait for a query.
+    pub tcp_closing: tokio::sync::watch::Sender<bool>,
     rr: AtomicUsize,
     pub(crate) started: Instant,
 }
@@ -172,6 +175,7 @@ pub fn run(config_path: PathBuf, spawn: bool) -> anyhow::Result<()> {
         transitions: Mutex::new(HashMap::new()),
         tcp: Arc::new(TcpCounters::default()),
         announcer: Arc::new(Announcer::new(&cfg)),
+        tcp_closing: tokio::sync::watch::Sender::new(false),
         rr: AtomicUsize::new(0),
         started: Instant::now(),
     });
@@ -209,6 +213,7 @@ pub fn run(config_path: PathBuf, spawn: bool) -> anyhow::Result<()> {
                 idle: Duration::from_millis(cfg.ctl.tcp_idle_timeout_ms),
                 limit: Arc::new(Semaphore::new(cfg.ctl.tcp_max_connections)),
                 counters: ctl.tcp.clone(),
+                closing: ctl.tcp_closing.subscribe(),
             });
             for f in &cfg.frontends {
                 let addr = Config::frontend_addr(f);

@@ -5,6 +5,12 @@
 //! pipelined queries to one backend cannot collide, and writes answers back
 //! as they come, out of order. A length prefix that cannot be a DNS message
 //! (< 12 bytes) closes the connection and is counted; so are idle clients.
+//!
+//! While the node is withdrawn from the routers (`[announce]`), a client
+//! connection that has been served is closed (FIN) when it next waits for a
+//! query: its next segment would reach another balancer host, which knows
+//! nothing of it and would reset it after the client sent a query; closed
+//! first, the client reconnects and lands where the routers now send it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,7 +21,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::{debug, warn};
 
 /// A connection lives at most this long, however busy.
@@ -47,15 +53,18 @@ pub struct TcpCounters {
     pub limit: Counter,
     pub backend_error: Counter,
     pub servfail: Counter,
+    /// Connections closed because the node was withdrawn.
+    pub withdrawn: Counter,
 }
 
 impl TcpCounters {
-    pub fn errors(&self) -> [(&'static str, u64); 4] {
+    pub fn errors(&self) -> [(&'static str, u64); 5] {
         [
             ("bad_length", self.bad_length.get()),
             ("idle_timeout", self.idle.get()),
             ("connection_limit", self.limit.get()),
             ("backend_error", self.backend_error.get()),
+            ("node_withdrawn", self.withdrawn.get()),
         ]
     }
 }
@@ -69,6 +78,9 @@ pub struct TcpSpec {
     pub idle: Duration,
     pub limit: Arc<Semaphore>,
     pub counters: Arc<TcpCounters>,
+    /// True while the node is withdrawn from the routers: served
+    /// connections are closed at their next wait for a query.
+    pub closing: watch::Receiver<bool>,
 }
 
 /// Accepts on `listener` until the task is dropped.
@@ -136,15 +148,29 @@ async fn client(conn: TcpStream, pool: &str, picker: Arc<dyn Picker>, spec: &Tcp
         let _ = wr.shutdown().await;
     });
     let mut ups: HashMap<SocketAddr, Upstream> = HashMap::new();
+    let mut closing = spec.closing.clone();
+    let mut served = false;
     loop {
-        let len = match tokio::time::timeout(spec.idle, rd.read_u16()).await {
-            Err(_) => {
-                spec.counters.idle.inc();
+        // A query already on its way wins over the close (biased); a
+        // connection opened during the withdrawal gets its first query
+        // answered before it can be closed.
+        let read = tokio::time::timeout(spec.idle, rd.read_u16());
+        let len = tokio::select! {
+            biased;
+            r = read => match r {
+                Err(_) => {
+                    spec.counters.idle.inc();
+                    break;
+                }
+                Ok(Err(_)) => break, // closed
+                Ok(Ok(n)) => usize::from(n),
+            },
+            _ = closing.wait_for(|c| *c), if served => {
+                spec.counters.withdrawn.inc();
                 break;
             }
-            Ok(Err(_)) => break, // closed
-            Ok(Ok(n)) => usize::from(n),
         };
+        served = true;
         if len < 12 {
             spec.counters.bad_length.inc();
             break;

@@ -1127,6 +1127,19 @@ fn announce_follows_node_health_through_a_real_bird_across_bird_and_ctl_restarts
         std::thread::sleep(Duration::from_millis(20));
     }
 
+    // A TCP/53 client, served once before the drain.
+    let mut tcp = TcpStream::connect("192.0.2.53:5353").unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut q = Vec::new();
+    dnsrail_bench::msg::query_for(7, 1, &mut q);
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    tcp.write_all(&framed).unwrap();
+    let mut len = [0u8; 2];
+    tcp.read_exact(&mut len).unwrap();
+    let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    tcp.read_exact(&mut answer).unwrap();
+
     // Drain through the CLI: withdrawn, then "drained".
     let out = h.cli(&["node", "drain", "--timeout", "20"], Some(&h.token()), "");
     let said = String::from_utf8_lossy(&out.stdout);
@@ -1135,6 +1148,14 @@ fn announce_follows_node_health_through_a_real_bird_across_bird_and_ctl_restarts
         "{said}"
     );
     assert_eq!(bird_routes(&sock), Some(0));
+    // The withdrawn node closed the TCP client (FIN: a clean end of
+    // stream, not a reset), so that it reconnects through the routers.
+    let mut rest = [0u8; 1];
+    assert_eq!(tcp.read(&mut rest).unwrap(), 0, "closed cleanly");
+    assert!(h
+        .http("GET", "/metrics", None)
+        .1
+        .contains("dnsrail_tcp_errors_total{reason=\"node_withdrawn\"} 1\n"));
     // A drain survives a ctl restart.
     h.kill_ctl();
     h.start_ctl();
