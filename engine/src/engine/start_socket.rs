@@ -17,7 +17,6 @@ use crate::core::Core;
 use crate::dynblock::DynBlock;
 use crate::inflight::InflightTable;
 use crate::io::socket::{bind_frontend, SocketWorker};
-use crate::rules::runtime::RuntimeRules;
 use crate::shared::Shared;
 use crate::snapshot::{Overrides, Registry, Snapshot};
 use crate::stats::WorkerStats;
@@ -102,18 +101,9 @@ impl Engine {
             backends = snap.live_backends().count(),
             "engine started"
         );
-        let control = Arc::new(Mutex::new(State {
-            config: cfg,
-            registry,
-            overrides,
-            generation: 1,
-            resolved,
-            xdp: None,
-            retired: Vec::new(),
-            runtime: RuntimeRules::default(),
-            runtime_compiled: None,
-            workers,
-        }));
+        let control = Arc::new(Mutex::new(State::new(
+            cfg, registry, overrides, resolved, None, workers,
+        )));
         threads.push(spawn_fate(shared.clone(), control.clone())?);
         Ok(Engine {
             shared,

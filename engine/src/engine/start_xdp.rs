@@ -22,7 +22,6 @@ use crate::io::xdp::neighbours::Resolver;
 use crate::io::xdp::slow_path::SlowPath;
 use crate::io::xdp::worker::{XskSpec, XskWorker};
 use crate::io::xdp::XdpPlane;
-use crate::rules::runtime::RuntimeRules;
 use crate::shared::Shared;
 use crate::snapshot::{Overrides, Registry, Snapshot};
 use crate::stats::WorkerStats;
@@ -126,18 +125,14 @@ impl Engine {
             reachable = snap.live_backends().filter(|b| b.reachable).count(),
             "engine started"
         );
-        let control = Arc::new(Mutex::new(State {
-            config: cfg,
+        let control = Arc::new(Mutex::new(State::new(
+            cfg,
             registry,
             overrides,
-            generation: 1,
-            resolved: HashMap::new(),
-            xdp: Some(plane.clone()),
-            retired: Vec::new(),
-            runtime: RuntimeRules::default(),
-            runtime_compiled: None,
+            HashMap::new(),
+            Some(plane.clone()),
             workers,
-        }));
+        )));
         threads.push(Self::spawn_neighbours(
             ifname.to_string(),
             resolver,

@@ -38,6 +38,30 @@ pub(super) struct State {
 }
 
 impl State {
+    /// The state a data plane starts with: generation 1, nothing retired,
+    /// no runtime rules yet.
+    pub(super) fn new(
+        config: Config,
+        registry: Registry,
+        overrides: Overrides,
+        resolved: HashMap<SocketAddr, SocketAddr>,
+        xdp: Option<Arc<XdpPlane>>,
+        workers: usize,
+    ) -> State {
+        State {
+            config,
+            registry,
+            overrides,
+            generation: 1,
+            resolved,
+            xdp,
+            retired: Vec::new(),
+            runtime: RuntimeRules::default(),
+            runtime_compiled: None,
+            workers,
+        }
+    }
+
     /// Builds a snapshot of the current state and swaps it in.
     pub(super) fn publish(&mut self, shared: &Shared) {
         self.generation += 1;
