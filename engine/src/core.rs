@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::config::WhenAllDown;
 use crate::dynblock::{DynBlock, RateTable};
 use crate::fate::{Ejection, Fate, Silence};
-use crate::hash;
+use crate::hash::{self, NAME_SEED};
 use crate::inflight::{Allocator, InflightTable, Pending, Reject};
 use crate::policy::{next_rand, Key, PickState};
 use crate::rules::{self, Action};
@@ -20,10 +20,6 @@ use crate::stats::{DropReason, WorkerStats};
 use crate::wire::checksum::Delta;
 use crate::wire::dns::{self, rcode, Header};
 use crate::wire::WireError;
-
-/// Seed of the name hash: fixed, so qname-hash keeps each name on the same
-/// backend across engine restarts (the backends' caches stay useful).
-pub const NAME_SEED: u64 = 0x6472_6169_6c00_0001;
 
 /// The worker number of a core that only completes answers.
 const ANSWER_ONLY: usize = usize::MAX;

@@ -35,6 +35,12 @@ fn step(h: u64, w: u64) -> u64 {
     (h ^ w).wrapping_mul(K).rotate_left(29)
 }
 
+/// Seed of the name hash the core and the rules' name indexes share: fixed,
+/// so qname-hash keeps each name on the same backend across engine restarts
+/// (the backends' caches stay useful). Here, below both, so that rules do
+/// not depend on the core for it.
+pub const NAME_SEED: u64 = 0x6472_6169_6c00_0001;
+
 /// Case-insensitive hash of a wire-format name.
 #[inline]
 pub fn name_hash(seed: u64, name: &[u8]) -> u64 {

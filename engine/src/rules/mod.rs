@@ -80,7 +80,7 @@ struct Rule {
 pub struct Query<'a> {
     /// Wire-format name.
     pub name: &'a [u8],
-    /// `hash::name_hash(core::NAME_SEED, name)`, which the core computes
+    /// `hash::name_hash(hash::NAME_SEED, name)`, which the core computes
     /// for every query anyway.
     pub name_hash: u64,
     /// Labels in `name` (the parser's [`crate::wire::dns::Question::labels`]).
@@ -104,7 +104,7 @@ impl<'a> Query<'a> {
         let name = q.name(msg);
         Query {
             name,
-            name_hash: crate::hash::name_hash(crate::core::NAME_SEED, name),
+            name_hash: crate::hash::name_hash(crate::hash::NAME_SEED, name),
             labels: q.labels,
             qtype: q.qtype,
             qclass: q.qclass,

@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 
 use super::slots::Slots;
-use crate::core::NAME_SEED;
 use crate::hash::suffix_hash;
+use crate::hash::NAME_SEED;
 
 /// Start offsets of the labels of wire name `name`, up to the root or to a
 /// label that would run past its end (never trusted to be valid).
