@@ -66,20 +66,9 @@ impl Config {
                 key: Some("rules.file".into()),
                 message: format!("cannot read {rfile}: {e}"),
             })?;
-            let de = toml::Deserializer::new(&rtext);
-            let parsed: RulesFile = serde_path_to_error::deserialize(de).map_err(|e| {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                let src = Src {
-                    file: &rfile,
-                    text: &rtext,
-                };
-                ConfigError {
-                    file: rfile.clone(),
-                    line: inner.span().and_then(|s| src.line_of(s)),
-                    key: (path != ".").then_some(path),
-                    message: inner.message().trim().to_string(),
-                }
+            let parsed: RulesFile = deserialize(&Src {
+                file: &rfile,
+                text: &rtext,
             })?;
             all.extend(parsed.rules);
             extra = Some((rfile, rtext));
@@ -102,18 +91,23 @@ impl Config {
 
     fn parse_only(text: &str, file: &str) -> Result<Config, ConfigError> {
         let src = Src { file, text };
-        let de = toml::Deserializer::new(text);
-        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            ConfigError {
-                file: file.to_string(),
-                line: inner.span().and_then(|s| src.line_of(s)),
-                key: (path != ".").then_some(path),
-                message: inner.message().trim().to_string(),
-            }
-        })?;
+        let cfg: Config = deserialize(&src)?;
         cfg.validate(&src)?;
         Ok(cfg)
     }
+}
+
+/// TOML into `T`, an error naming the file, the line and the key path (the
+/// configuration file and the rules file alike).
+fn deserialize<T: serde::de::DeserializeOwned>(src: &Src) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(toml::Deserializer::new(src.text)).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        ConfigError {
+            file: src.file.to_string(),
+            line: inner.span().and_then(|s| src.line_of(s)),
+            key: (path != ".").then_some(path),
+            message: inner.message().trim().to_string(),
+        }
+    })
 }
