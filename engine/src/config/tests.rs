@@ -176,3 +176,51 @@ fn addresses_and_macs() {
     assert_eq!(parse_mac("02:00:00:aa:bb:cc:dd"), None);
     assert_eq!(parse_mac("zz:00:00:aa:bb:cc"), None);
 }
+
+#[test]
+fn the_rules_file_is_read_beside_the_config_and_its_errors_name_it() {
+    let dir = std::env::temp_dir().join(format!("dnsrail-rulesfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("dnsrail.toml");
+    std::fs::write(
+        &cfg,
+        "[[frontend]]\nlisten = \"127.0.0.1:5300\"\n[[backend]]\nname = \"r1\"\naddress = \"127.0.0.1:5301\"\n\
+         [[rule]]\nname = \"inline\"\nmatch = { qtype = \"ANY\" }\naction = \"refused\"\n\
+         [rules]\nfile = \"rules.toml\"\n",
+    )
+    .unwrap();
+    let rules = dir.join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"from-file\"\nmatch = { suffix = \"bad.example\" }\naction = \"nxdomain\"\n",
+    )
+    .unwrap();
+    let c = Config::load(&cfg).unwrap();
+    let set = c.compiled_rules.as_ref().unwrap();
+    assert_eq!(set.len(), 2);
+    assert_eq!((set.name(0), set.name(1)), ("inline", "from-file"));
+
+    // A type error on line 3 of the rules file: that file, that line.
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"x\"\nmatch = { suffix = 5 }\naction = \"drop\"\n",
+    )
+    .unwrap();
+    let e = Config::load(&cfg).unwrap_err();
+    assert_eq!(e.file, rules.display().to_string(), "{e}");
+    assert_eq!(e.line, Some(3), "{e}");
+    assert!(
+        e.key.as_deref().unwrap_or("").starts_with("rule[0].match"),
+        "{e}"
+    );
+    // A semantic error in the file's second rule is numbered in that file.
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"a\"\naction = \"drop\"\n[[rule]]\nname = \"b\"\naction = { pool = \"nope\" }\n",
+    )
+    .unwrap();
+    let e = Config::load(&cfg).unwrap_err();
+    assert_eq!(e.file, rules.display().to_string(), "{e}");
+    assert!(e.key.as_deref().unwrap_or("").starts_with("rule[1]"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
