@@ -85,10 +85,14 @@ fn drain_file(cfg: &Config) -> PathBuf {
 }
 
 fn frontend_ips(cfg: &Config) -> Vec<IpAddr> {
-    cfg.frontends
+    let mut ips: Vec<IpAddr> = cfg
+        .frontends
         .iter()
         .map(|f| Config::frontend_addr(f).ip())
-        .collect()
+        .collect();
+    ips.sort();
+    ips.dedup();
+    ips
 }
 
 fn target(cfg: &Config) -> Option<Target> {
@@ -165,15 +169,9 @@ impl Announcer {
 fn check(ctl: &Ctl, cfg: &Config) -> Check {
     let mut c = Check::default();
     let min = cfg.announce.as_ref().map_or(1, |a| a.min_backends);
-    let vips = target(cfg).map_or_else(
-        || {
-            frontend_ips(cfg)
-                .into_iter()
-                .filter(|ip| !ip.is_unspecified())
-                .collect()
-        },
-        |t| t.vips,
-    );
+    // The announced addresses; without [announce], every frontend's (a
+    // wildcard frontend is reported under its wildcard address).
+    let vips = target(cfg).map_or_else(|| frontend_ips(cfg), |t| t.vips);
     let report = match ctl.link.summary() {
         Ok(r) => r,
         Err(e) => {
@@ -231,26 +229,149 @@ fn check(ctl: &Ctl, cfg: &Config) -> Check {
 /// rack.
 const TCP_CLOSE_AFTER: Duration = Duration::from_millis(200);
 
-/// "Long ago": due at once (checked: the monotonic clock may be younger
-/// than 10 s right after boot).
-fn long_ago() -> Instant {
-    Instant::now()
-        .checked_sub(Duration::from_secs(10))
-        .unwrap_or_else(Instant::now)
+/// How often ctl reads BIRD's routes back, and so the fastest it tells a
+/// BIRD that holds the wrong ones again.
+const VERIFY_EVERY: Duration = Duration::from_secs(1);
+
+/// What ctl told BIRD and what it last read back from it.
+struct BirdSync {
+    /// The verdict BIRD last accepted; None: not yet, or it must be told
+    /// again (it held other routes, or did not answer).
+    applied: Option<bool>,
+    /// Told at least once (the first apply is logged as the start's).
+    told: bool,
+    withdrawn_at: Option<Instant>,
+    /// None: read back at the next chance.
+    verified_at: Option<Instant>,
+    routes: Option<usize>,
+    /// "ok", or what is wrong.
+    state: String,
+}
+
+impl BirdSync {
+    fn new() -> BirdSync {
+        BirdSync {
+            applied: None,
+            told: false,
+            withdrawn_at: None,
+            verified_at: None,
+            routes: None,
+            state: "not contacted yet".into(),
+        }
+    }
+
+    /// TCP/53 clients close once BIRD has held the withdrawal for
+    /// `TCP_CLOSE_AFTER`.
+    fn closing(&self) -> bool {
+        self.applied == Some(false)
+            && self
+                .withdrawn_at
+                .is_some_and(|w| w.elapsed() >= TCP_CLOSE_AFTER)
+    }
+
+    /// A problem with BIRD: counted, logged when it is news.
+    fn fail(&mut self, an: &Announcer, msg: String) {
+        an.errors.fetch_add(1, Ordering::Relaxed);
+        if msg != self.state {
+            error!("announce: {msg}");
+        }
+        self.state = msg;
+        self.routes = None;
+    }
+
+    /// Tells BIRD `healthy` when it has not accepted that yet. `changed`:
+    /// the health just changed (a counted announcement or withdrawal).
+    async fn apply(&mut self, an: &Announcer, t: &Target, healthy: bool, changed: bool) {
+        if self.applied == Some(healthy) {
+            return;
+        }
+        let t2 = t.clone();
+        match tokio::task::spawn_blocking(move || t2.apply(healthy)).await {
+            Ok(Ok(())) => {
+                let what = if healthy { "announces" } else { "withdrew" };
+                if self.applied.is_some() || changed {
+                    let n = if healthy {
+                        &an.announces
+                    } else {
+                        &an.withdraws
+                    };
+                    n.fetch_add(1, Ordering::Relaxed);
+                    info!(vips = ?t.vips, "BIRD {what}");
+                } else if !self.told {
+                    info!(vips = ?t.vips, "BIRD {what} (at start)");
+                } else {
+                    // Telling BIRD again what it should hold.
+                    debug!(vips = ?t.vips, "BIRD {what}");
+                }
+                self.applied = Some(healthy);
+                self.told = true;
+                self.withdrawn_at = (!healthy).then(Instant::now);
+                // Read back a second later: BIRD takes a moment to install
+                // what it just read.
+                self.verified_at = Some(Instant::now());
+            }
+            Ok(Err(e)) => self.fail(an, format!("{e:#}")),
+            Err(e) => error!("announce: {e}"),
+        }
+    }
+
+    /// Every `VERIFY_EVERY`: the VIP routes BIRD holds against what ctl
+    /// wants (a restarted BIRD, a configure by someone else, a
+    /// configuration that does not include the file); a difference or a
+    /// BIRD that does not answer makes the next tick tell it again.
+    async fn verify(&mut self, an: &Announcer, t: &Target, healthy: bool) {
+        if self.applied.is_none() || self.verified_at.is_some_and(|v| v.elapsed() < VERIFY_EVERY) {
+            return;
+        }
+        self.verified_at = Some(Instant::now());
+        let want = if healthy { t.vips.len() } else { 0 };
+        let t2 = t.clone();
+        match tokio::task::spawn_blocking(move || t2.routes()).await {
+            Ok(Ok(n)) if n == want => {
+                if self.state != "ok" {
+                    info!(routes = n, "BIRD holds the VIP routes ctl wants");
+                }
+                self.state = "ok".into();
+                self.routes = Some(n);
+            }
+            Ok(Ok(n)) => {
+                let msg = format!("BIRD holds {n} VIP routes, ctl wants {want}: reloading it");
+                if msg != self.state {
+                    warn!("{msg}");
+                }
+                self.state = msg;
+                self.routes = Some(n);
+                self.applied = None;
+            }
+            Ok(Err(e)) => {
+                self.fail(an, format!("{e:#}"));
+                self.applied = None;
+            }
+            Err(e) => error!("announce: {e}"),
+        }
+    }
+
+    fn view(&self, an: &Announcer, t: &Target, healthy: bool) -> AnnounceView {
+        AnnounceView {
+            bird_socket: t.socket.display().to_string(),
+            include_file: t.file.display().to_string(),
+            vips: t.vips.iter().map(ToString::to_string).collect(),
+            desired: if healthy { "announce" } else { "withdraw" },
+            routes: self.routes,
+            bird: self.state.clone(),
+            announces: an.announces.load(Ordering::Relaxed),
+            withdraws: an.withdraws.load(Ordering::Relaxed),
+            errors: an.errors.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// The loop; runs until `stop`.
 pub async fn run(ctl: Arc<Ctl>, stop: Arc<AtomicBool>) {
     let an = ctl.announcer.clone();
-    // What BIRD was last told: None = not yet, or it must be told again.
-    let mut applied: Option<bool> = None;
-    let mut last_verify = long_ago();
-    let mut routes: Option<usize> = None;
-    let mut bird_state = String::from("not contacted yet");
+    let mut bird = BirdSync::new();
     let mut last_q: Option<(u64, Instant)> = None;
     let mut qps = 0.0;
-    let mut told = false;
-    let mut withdrawn_at: Option<Instant> = None;
     // A starting ctl gives the supervisor its first attach (up to 3 s)
     // before judging the engine: a ctl restarted beside a running engine
     // must not withdraw a healthy node because it has not attached yet.
@@ -295,98 +416,18 @@ pub async fn run(ctl: Arc<Ctl>, stop: Arc<AtomicBool>) {
             None => {}
         }
         let t = target(&cfg);
+        if let Some(t) = &t {
+            bird.apply(&an, t, healthy, changed.is_some()).await;
+            bird.verify(&an, t, healthy).await;
+        }
         // TCP/53 clients of a withdrawn node: closed once the withdrawal had
         // time to reach the routers, so that they reconnect through them.
-        let closing = t.is_some()
-            && applied == Some(false)
-            && withdrawn_at.is_some_and(|w: Instant| w.elapsed() >= TCP_CLOSE_AFTER);
+        let closing = t.is_some() && bird.closing();
         ctl.tcp_closing.send_if_modified(|c| {
             let change = *c != closing;
             *c = closing;
             change
         });
-        if let Some(t) = &t {
-            if applied != Some(healthy) {
-                let (t2, up) = (t.clone(), healthy);
-                let r = tokio::task::spawn_blocking(move || t2.apply(up)).await;
-                match r {
-                    Ok(Ok(())) => {
-                        let what = if healthy { "announces" } else { "withdrew" };
-                        if applied.is_some() || changed.is_some() {
-                            if healthy {
-                                an.announces.fetch_add(1, Ordering::Relaxed);
-                            } else {
-                                an.withdraws.fetch_add(1, Ordering::Relaxed);
-                            }
-                            info!(vips = ?t.vips, "BIRD {what}");
-                        } else if !told {
-                            info!(vips = ?t.vips, "BIRD {what} (at start)");
-                        } else {
-                            // Telling BIRD again what it should hold.
-                            debug!(vips = ?t.vips, "BIRD {what}");
-                        }
-                        applied = Some(healthy);
-                        told = true;
-                        withdrawn_at = (!healthy).then(Instant::now);
-                        // Read back a second later: BIRD takes a moment to
-                        // install what it just read, and a BIRD that holds
-                        // the wrong routes is told again at most once a
-                        // second.
-                        last_verify = Instant::now();
-                    }
-                    Ok(Err(e)) => {
-                        an.errors.fetch_add(1, Ordering::Relaxed);
-                        let msg = format!("{e:#}");
-                        if msg != bird_state {
-                            error!("announce: {msg}");
-                        }
-                        bird_state = msg;
-                        routes = None;
-                    }
-                    Err(e) => error!("announce: {e}"),
-                }
-            }
-            // Read BIRD back every second: a restarted BIRD, a configure by
-            // someone else, a configuration that does not include the file.
-            if applied.is_some() && last_verify.elapsed() >= Duration::from_secs(1) {
-                last_verify = Instant::now();
-                let t2 = t.clone();
-                let want = if healthy { t.vips.len() } else { 0 };
-                match tokio::task::spawn_blocking(move || t2.routes()).await {
-                    Ok(Ok(n)) => {
-                        routes = Some(n);
-                        if n == want {
-                            if bird_state != "ok" {
-                                info!(routes = n, "BIRD holds the VIP routes ctl wants");
-                            }
-                            bird_state = "ok".into();
-                        } else {
-                            let msg = format!(
-                                "BIRD holds {n} VIP routes, ctl wants {want}: reloading it"
-                            );
-                            if msg != bird_state {
-                                warn!("{msg}");
-                            }
-                            bird_state = msg;
-                            applied = None;
-                        }
-                    }
-                    Ok(Err(e)) => {
-                        let msg = format!("{e:#}");
-                        if msg != bird_state {
-                            error!("announce: {msg}");
-                        }
-                        an.errors.fetch_add(1, Ordering::Relaxed);
-                        bird_state = msg;
-                        routes = None;
-                        // Tell it again once it answers (a BIRD that
-                        // restarted read the file, but say it anyway).
-                        applied = None;
-                    }
-                    Err(e) => error!("announce: {e}"),
-                }
-            }
-        }
         {
             let n = an.node.lock().unwrap();
             let state = if n.healthy() {
@@ -404,17 +445,7 @@ pub async fn run(ctl: Arc<Ctl>, stop: Arc<AtomicBool>) {
                 since_s: n.since.elapsed().as_secs_f64(),
                 frontend_qps: qps,
                 in_flight: c.in_flight,
-                announce: t.as_ref().map(|t| AnnounceView {
-                    bird_socket: t.socket.display().to_string(),
-                    include_file: t.file.display().to_string(),
-                    vips: t.vips.iter().map(ToString::to_string).collect(),
-                    desired: if n.healthy() { "announce" } else { "withdraw" },
-                    routes,
-                    bird: bird_state.clone(),
-                    announces: an.announces.load(Ordering::Relaxed),
-                    withdraws: an.withdraws.load(Ordering::Relaxed),
-                    errors: an.errors.load(Ordering::Relaxed),
-                }),
+                announce: t.as_ref().map(|t| bird.view(&an, t, n.healthy())),
             });
         }
         // Sleep one interval, or less when a drain or undrain came in.

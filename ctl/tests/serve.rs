@@ -587,9 +587,15 @@ fn writes_need_the_token_and_metrics_parse_with_the_reference_parser() {
     );
     assert_eq!(h.http("POST", "/api/reload", None).0, 401);
     assert_eq!(h.http("POST", "/api/node/drain", None).0, 401);
-    // No [announce]: nothing to withdraw, and the node drain says so.
+    // No [announce]: nothing to withdraw, and the node drain says so; the
+    // node's health is still shown.
     let (code, body) = h.http("POST", "/api/node/drain", Some(&h.token()));
     assert!(code == 409 && body.contains("[announce]"), "{code} {body}");
+    wait_until("node healthy without [announce]", 10, || {
+        h.get("/api/node").is_some_and(|v| {
+            v["healthy"] == true && v["announce"].is_null() && v["drain"] == "active"
+        })
+    });
     assert_eq!(
         h.http("POST", "/api/backends/nope/drain", Some(&h.token()))
             .0,
