@@ -20,7 +20,9 @@
 #   VIP 10.98.53.53/32 on both balancers (lo), announced by each one's BIRD.
 #
 # Environment: FLEET_RATE (qps, default 4000), FLEET_SECONDS (per load
-# phase, default 6), FLEET_PREFIX (namespaces, default drf), FLEET_NO_BUILD=1
+# phase, default 6), FLEET_PREFIX (namespaces, default drf), FLEET_PLAIN=1
+# (veths as a container set-up has them: the kernel's queues, one per CPU
+# with one active, and TX checksum offload on), FLEET_NO_BUILD=1
 # (use the binaries in target/release as they are), FLEET_KEEP=1 (leave the
 # topology up on exit, to look around; `FLEET_DOWN=1 scripts/fleet-demo.sh`
 # tears it down).
@@ -89,12 +91,18 @@ done
 on_switch() {
     local n=$1 a=$2
     ip netns add "$P-$n" 2>/dev/null || true
-    ip link add eth0 netns "$P-$n" numtxqueues 1 numrxqueues 1 type veth \
-        peer name "$n" netns "$P-sw" numtxqueues 1 numrxqueues 1
+    if [ -n "${FLEET_PLAIN:-}" ]; then
+        # As a container set-up has them: the kernel's queue count (one
+        # per CPU, one active) and TX checksum offload on.
+        ip link add eth0 netns "$P-$n" type veth peer name "$n" netns "$P-sw"
+    else
+        ip link add eth0 netns "$P-$n" numtxqueues 1 numrxqueues 1 type veth \
+            peer name "$n" netns "$P-sw" numtxqueues 1 numrxqueues 1
+        in_ns "$n" ethtool -K eth0 tx off >/dev/null 2>&1 || true
+    fi
     ip -n "$P-sw" link set "$n" master br0 up
     ip -n "$P-$n" link set lo up
     ip -n "$P-$n" addr add "$a/24" dev eth0
-    in_ns "$n" ethtool -K eth0 tx off >/dev/null 2>&1 || true
     ip -n "$P-$n" link set eth0 up
 }
 on_switch rt 10.98.2.1
@@ -107,7 +115,10 @@ ip link add eth0 netns "$P-cli" type veth peer name eth1 netns "$P-rt"
 ip -n "$P-cli" link set lo up
 ip -n "$P-cli" addr add 10.98.1.10/24 dev eth0
 ip -n "$P-rt" addr add 10.98.1.1/24 dev eth1
-for n in cli rt; do in_ns $n ethtool -K "$([ $n = cli ] && echo eth0 || echo eth1)" tx off >/dev/null 2>&1 || true; done
+if [ -z "${FLEET_PLAIN:-}" ]; then
+    in_ns cli ethtool -K eth0 tx off >/dev/null 2>&1 || true
+    in_ns rt ethtool -K eth1 tx off >/dev/null 2>&1 || true
+fi
 ip -n "$P-cli" link set eth0 up
 ip -n "$P-rt" link set eth1 up
 ip -n "$P-cli" route add default via 10.98.1.1
