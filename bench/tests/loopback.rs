@@ -170,7 +170,7 @@ fn reload_swaps_a_backend_under_load_without_loss() {
         &[("r1", b1.addr), ("r3", b3.addr)],
         "",
     );
-    e.reload(new);
+    e.reload(new).unwrap();
     let r = load.join().unwrap();
     assert_eq!(r.lost, 0, "{}", r.summary());
     assert!(b3.queries() > 1_000, "new backend used: {}", b3.queries());

@@ -110,20 +110,71 @@ fn rules_change_on_reload_and_a_bad_rule_is_refused_by_name() {
     let vip = e.frontend_addrs()[0];
     assert!(dig_from("127.0.0.1", vip, &["x.malware.example", "A"]).contains("192.0.2.1"));
     let with_rules = config("workers = 1", &[&vip.to_string()], &[("r1", b.addr)], RULES);
-    e.reload(with_rules);
+    e.reload(with_rules).unwrap();
     std::thread::sleep(Duration::from_millis(60));
     assert!(dig_from("127.0.0.1", vip, &["x.malware.example", "A"]).contains("192.0.2.66"));
     let text = format!(
         "[[frontend]]\nlisten = \"{vip}\"\n[[backend]]\nname = \"r1\"\naddress = \"{}\"\n[[rule]]\nname = \"bad\"\nmatch = {{ regex = \"(\" }}\naction = \"drop\"\n",
         b.addr
     );
-    let err = dnsrail_engine::config::Config::parse(&text, "reload.toml").unwrap_err();
+    // The file parses (rules are compiled by the engine for its workers);
+    // the reload is refused with the rule's line and key, and the running
+    // rules stay.
+    let bad = dnsrail_engine::config::Config::parse(&text, "reload.toml").unwrap();
+    let err = e.reload(bad).unwrap_err();
     assert_eq!(
-        (err.line, err.key.as_deref()),
-        (Some(7), Some("rule[0].match.regex")),
+        (err.file.as_str(), err.line, err.key.as_deref()),
+        ("reload.toml", Some(7), Some("rule[0].match.regex")),
         "{err}"
     );
     assert!(err.message.contains("unclosed group"), "{err}");
+    std::thread::sleep(Duration::from_millis(60));
+    assert!(dig_from("127.0.0.1", vip, &["x.malware.example", "A"]).contains("192.0.2.66"));
+}
+
+#[test]
+fn rule_hits_have_a_counter_per_running_worker_after_start_and_reload() {
+    // `workers = 0`: one per CPU, a count the file does not say. The rules
+    // are compiled for the workers that run, so no two workers share a
+    // single-writer counter and no hit is lost.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let b = backend("127.0.0.1:0");
+    let e = engine(config(
+        "workers = 0",
+        &["127.0.0.1:0"],
+        &[("r1", b.addr)],
+        RULES,
+    ));
+    assert_eq!(e.snapshot().rules.workers(), cpus);
+    let vip = e.frontend_addrs()[0];
+    let count = |e: &dnsrail_engine::engine::Engine| {
+        let rules = e.snapshot().rules.clone();
+        (0..rules.len()).map(|i| rules.hits(i)).sum::<u64>()
+    };
+    let send = |n: u16| {
+        // Many source ports, so the kernel spreads them over every worker.
+        for i in 0..n {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            s.send_to(&build_query(i, "flood.example", 1), vip).unwrap();
+            let mut buf = [0u8; 512];
+            s.recv_from(&mut buf).expect("a TC answer");
+        }
+    };
+    send(20);
+    assert_eq!(count(&e), 20, "hits after start");
+    e.reload(config(
+        "workers = 0",
+        &[&vip.to_string()],
+        &[("r1", b.addr)],
+        RULES,
+    ))
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(60));
+    assert_eq!(e.snapshot().rules.workers(), cpus, "after reload");
+    send(20);
+    // A reload compiles a new set: its counters start at 0.
+    assert_eq!(count(&e), 20, "hits after reload");
 }
 
 #[test]

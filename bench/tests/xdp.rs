@@ -311,7 +311,8 @@ fn reload_replacing_a_backend_under_load_loses_nothing() {
     let three = two
         .replace(&backend4(2), &backend4(3))
         .replace("name = \"be2\"", "name = \"be3\"");
-    e.reload(Config::parse(&three, "reload.toml").unwrap());
+    e.reload(Config::parse(&three, "reload.toml").unwrap())
+        .unwrap();
     let report = load.join().unwrap();
     let t = wait_for(&e, "every query answered or timed out", |t| {
         t.answers + t.backend_timeouts.iter().sum::<u64>() >= t.queries

@@ -235,7 +235,7 @@ fn show(a: &ApiArgs, v: &serde_json::Value, table: fn(&serde_json::Value)) {
 
 fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        Cmd::Check { config } => match Config::load(&config) {
+        Cmd::Check { config } => match serve::load_config(&config) {
             Ok(cfg) => {
                 print!("{}", describe(&cfg));
                 Ok(ExitCode::SUCCESS)
@@ -424,5 +424,24 @@ mod tests {
             ),
             "{d}"
         );
+    }
+
+    #[test]
+    fn check_refuses_a_rule_that_does_not_compile() {
+        let p = std::env::temp_dir().join(format!("dnsrailctl-check-{}.toml", std::process::id()));
+        std::fs::write(
+            &p,
+            "[[frontend]]\nlisten = \"192.0.2.53\"\n[[backend]]\nname = \"r1\"\naddress = \"10.0.0.1\"\n[[rule]]\nname = \"x\"\naction = { pool = \"nope\" }\n",
+        )
+        .unwrap();
+        assert!(Config::load(&p).is_ok(), "the file itself parses");
+        let e = serve::load_config(&p).unwrap_err();
+        std::fs::remove_file(&p).unwrap();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(7), Some("rule[0].action")),
+            "{e}"
+        );
+        assert!(e.message.contains("unknown pool"), "{e}");
     }
 }

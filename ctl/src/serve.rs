@@ -16,8 +16,9 @@ use axum::Router;
 use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 
-use dnsrail_engine::config::Config;
+use dnsrail_engine::config::{Config, ConfigError};
 use dnsrail_engine::control::Request;
+use dnsrail_engine::rules::RuleSet;
 
 use crate::announce::Announcer;
 use crate::health::ProbeSpec;
@@ -88,7 +89,7 @@ impl Ctl {
     /// Validates the file, then has the engine load it. A bad file is
     /// refused with its file:line:key message and nothing changes.
     pub fn reload(&self) -> Result<(), String> {
-        let cfg = Config::load(&self.config_path).map_err(|e| e.to_string())?;
+        let cfg = load_config(&self.config_path).map_err(|e| e.to_string())?;
         let r = self
             .link
             .call(&Request::Reload {
@@ -156,8 +157,17 @@ fn engine_binary(cfg: &Config) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("dnsrail"))
 }
 
+/// Reads and validates a configuration file and checks that its rules
+/// compile (the configuration holds them as written; the engine compiles
+/// them for its workers), so ctl refuses what the engine would.
+pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
+    let cfg = Config::load(path)?;
+    RuleSet::check(&cfg)?;
+    Ok(cfg)
+}
+
 pub fn run(config_path: PathBuf, spawn: bool) -> anyhow::Result<()> {
-    let cfg = Config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cfg = load_config(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let probe = ProbeSpec::from_config(&cfg.health)?;
     let token = api_token(&cfg)?;
     let link = Arc::new(EngineLink::new(

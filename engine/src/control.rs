@@ -411,9 +411,8 @@ pub fn handle(e: &Engine, req: Request, config_path: &str, started: Instant) -> 
         },
         Request::Reload { path } => {
             let path = path.unwrap_or_else(|| config_path.to_string());
-            match Config::load(Path::new(&path)) {
-                Ok(c) => {
-                    e.reload(c);
+            match Config::load(Path::new(&path)).and_then(|c| e.reload(c)) {
+                Ok(()) => {
                     info!(file = %path, "reloaded (control socket)");
                     Response::ok()
                 }

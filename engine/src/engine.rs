@@ -12,12 +12,13 @@ use std::thread::JoinHandle;
 use anyhow::bail;
 use tracing::{info, warn};
 
-use crate::config::{Config, IoMode};
+use crate::config::{Config, ConfigError, IoMode};
 use crate::dynblock::DynBlock;
 use crate::fate::{Ejection, Fate};
 use crate::inflight::InflightTable;
 use crate::io::xdp::{XdpCounters, XdpPlane};
 use crate::rules::runtime::RuntimeRules;
+use crate::rules::RuleSet;
 use crate::shared::Shared;
 use crate::snapshot::{Overrides, Snapshot, MAX_BACKENDS};
 use crate::stats::{Totals, WorkerStats};
@@ -27,6 +28,7 @@ mod start_xdp;
 mod state;
 mod threads;
 
+pub use state::worker_count;
 use state::State;
 use threads::apply_resolved;
 
@@ -171,10 +173,12 @@ impl Engine {
 
     /// Swaps in a new, validated configuration. Workers pick it up at their
     /// next batch; queries in flight complete against their stable ids.
-    /// Engine-level settings (workers, io, ports) need a restart. Cannot
-    /// fail: a `Config` is validated and its rules compiled when parsed.
-    pub fn reload(&self, mut cfg: Config) {
+    /// Engine-level settings (workers, io, ports) need a restart. Its rules
+    /// are compiled here, for the workers that run: a set that does not
+    /// compile refuses the reload and the running configuration stays.
+    pub fn reload(&self, mut cfg: Config) -> Result<(), ConfigError> {
         let mut c = self.control.lock().unwrap();
+        let rules = Arc::new(RuleSet::from_config(&cfg, c.workers)?);
         let (old, new) = (&c.config.engine, &cfg.engine);
         if old.workers != new.workers
             || old.io != new.io
@@ -192,7 +196,9 @@ impl Engine {
         let resolved = c.resolved.clone();
         apply_resolved(&mut cfg, &resolved);
         c.config = cfg;
+        c.rules = rules;
         c.publish(&self.shared);
+        Ok(())
     }
 
     /// Changes health/drain/weight overrides (the control process).

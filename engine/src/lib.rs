@@ -1,26 +1,19 @@
 //! dnsrail engine: the UDP data plane of the dnsrail DNS load balancer.
 //!
-//! Layout (see docs/architecture.md): `wire` views over packet bytes;
-//! `inflight` the lock-free table of queries waiting for answers; `policy`
-//! and `snapshot` the immutable state workers read; `core` the sans-I/O
-//! processing of queries and answers, `frame` the same over Ethernet frames;
-//! `stats` counters; `config` the file; `io` the data planes; `engine` the
-//! running engine (workers, reload, stop).
+//! Layout (see docs/architecture.md): the sans-I/O data path is the
+//! `dnsrail-core` crate, re-exported here under the same module names
+//! (`wire`, `config`, `rules`, `policy`, `snapshot`, `inflight`, `core`,
+//! `frame`, `stats` …). This crate adds what touches the system: `io` the
+//! data planes (kernel sockets, AF_XDP), `shared` the state workers share,
+//! `engine` the running engine (workers, reload, stop), `control` its
+//! control socket, `logging`.
 
-pub mod config;
+pub use dnsrail_core::{
+    config, core, dynblock, fate, frame, hash, ids, inflight, policy, rules, snapshot, stats, wire,
+};
+
 pub mod control;
-pub mod core;
-pub mod dynblock;
 pub mod engine;
-pub mod fate;
-pub mod frame;
-pub mod hash;
-pub mod inflight;
 pub mod io;
 pub mod logging;
-pub mod policy;
-pub mod rules;
 pub mod shared;
-pub mod snapshot;
-pub mod stats;
-pub mod wire;

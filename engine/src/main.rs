@@ -9,6 +9,7 @@ use clap::Parser;
 use dnsrail_engine::config::Config;
 use dnsrail_engine::control::ControlServer;
 use dnsrail_engine::engine::Engine;
+use dnsrail_engine::rules::RuleSet;
 use dnsrail_engine::stats::{quantile_us, Totals};
 use tracing::{error, info};
 
@@ -34,7 +35,9 @@ struct Args {
 fn main() {
     dnsrail_engine::logging::init();
     let args = Args::parse();
-    let cfg = match Config::load(&args.config) {
+    // Rules are compiled by the engine for its workers; checking them here
+    // too makes a bad rule an exit status 2 like any other config error.
+    let cfg = match Config::load(&args.config).and_then(|c| RuleSet::check(&c).map(|()| c)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("dnsrail: {e}");
@@ -82,11 +85,8 @@ fn main() {
         std::thread::sleep(Duration::from_millis(100));
         if reload.swap(false, Ordering::Relaxed) {
             // A bad file keeps the running configuration.
-            match Config::load(&args.config) {
-                Ok(c) => {
-                    engine.reload(c);
-                    info!(file = %args.config.display(), "reloaded");
-                }
+            match Config::load(&args.config).and_then(|c| engine.reload(c)) {
+                Ok(()) => info!(file = %args.config.display(), "reloaded"),
                 Err(e) => error!("reload refused, keeping the running configuration: {e}"),
             }
         }

@@ -34,6 +34,25 @@ fn bad_config_names_file_line_and_key_and_exits_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+
+    // A rule that does not compile: the file parses (the engine compiles
+    // rules for its workers), and both --check and a start refuse it with
+    // exit status 2 and the rule's line and key.
+    let p = tmp("badrule.toml", "[[frontend]]\nlisten = \"127.0.0.1:0\"\n[[backend]]\nname = \"a\"\naddress = \"127.0.0.1\"\n[[rule]]\nname = \"r\"\nmatch = { regex = \"(\" }\naction = \"drop\"\n");
+    for args in [&["--check"][..], &[]] {
+        let out = Command::new(BIN)
+            .arg("-c")
+            .arg(&p)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("{}:7: key `rule[0].match.regex`", p.display())),
+            "{err}"
+        );
+    }
 }
 
 #[test]

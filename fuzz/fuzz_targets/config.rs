@@ -2,7 +2,7 @@
 //! file, line and key; never a panic.
 #![no_main]
 
-use dnsrail_engine::config::Config;
+use dnsrail_core::config::Config;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

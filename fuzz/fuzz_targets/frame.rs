@@ -15,8 +15,8 @@
 use std::cell::RefCell;
 use std::net::SocketAddr;
 
-use dnsrail_engine::frame::FrameVerdict;
-use dnsrail_engine::wire::dns;
+use dnsrail_core::frame::FrameVerdict;
+use dnsrail_core::wire::dns;
 use dnsrail_fuzz::{frame4, rig, Rig, BACKEND4, CLIENT_MAC, VIP4};
 use libfuzzer_sys::fuzz_target;
 

@@ -7,7 +7,7 @@
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use dnsrail_engine::core::{Client, QueryOutcome};
+use dnsrail_core::core::{Client, QueryOutcome};
 use dnsrail_fuzz::{rig, Rig};
 use libfuzzer_sys::fuzz_target;
 

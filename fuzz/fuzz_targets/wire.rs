@@ -3,8 +3,8 @@
 //! never a panic; a clamp never grows or cuts the message.
 #![no_main]
 
-use dnsrail_engine::wire::dns::{self, Header};
-use dnsrail_engine::wire::icmp;
+use dnsrail_core::wire::dns::{self, Header};
+use dnsrail_core::wire::icmp;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,12 +4,12 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use dnsrail_engine::config::Config;
-use dnsrail_engine::core::Core;
-use dnsrail_engine::frame::FrameEnv;
-use dnsrail_engine::inflight::InflightTable;
-use dnsrail_engine::snapshot::{Overrides, Registry, Snapshot};
-use dnsrail_engine::stats::WorkerStats;
+use dnsrail_core::config::Config;
+use dnsrail_core::core::Core;
+use dnsrail_core::frame::FrameEnv;
+use dnsrail_core::inflight::InflightTable;
+use dnsrail_core::snapshot::{Overrides, Registry, Snapshot};
+use dnsrail_core::stats::WorkerStats;
 
 pub const LOCAL_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x1b];
 pub const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xc1];
@@ -91,7 +91,7 @@ policy = "round-robin"
     let cfg = Config::parse(&text, "fuzz").expect("the fuzz config parses");
     let table = Arc::new(InflightTable::new(1, PORTS.len(), 1 << 12));
     let core = Core::new(0, table, Arc::new(WorkerStats::default()));
-    let snap = Snapshot::build(&cfg, &mut Registry::default(), &Overrides::default(), 1);
+    let snap = Snapshot::of_config(&cfg, 1).unwrap();
     let env = FrameEnv::new(
         LOCAL_MAC,
         Some(SRC4),

@@ -5,8 +5,8 @@
 //! Run: `cargo bench -p dnsrail-perf --bench core`
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use dnsrail_engine::frame::FrameVerdict;
-use dnsrail_engine::wire::dns::build_query;
+use dnsrail_core::frame::FrameVerdict;
+use dnsrail_core::wire::dns::build_query;
 use dnsrail_perf::{bench_client, bench_queries, dgram_roundtrip, rig, POLICIES};
 use std::net::SocketAddr;
 
@@ -93,7 +93,7 @@ fn frame(c: &mut Criterion) {
                 buf[44] |= 0x80;
                 // QR flips one bit of the UDP payload: fix the checksum.
                 let ck = u16::from_be_bytes([buf[40], buf[41]]);
-                let mut d = dnsrail_engine::wire::checksum::Delta::ZERO;
+                let mut d = dnsrail_core::wire::checksum::Delta::ZERO;
                 d.word(
                     u16::from_be_bytes([buf[44] & 0x7f, buf[45]]),
                     u16::from_be_bytes([buf[44], buf[45]]),
@@ -111,7 +111,7 @@ fn frame(c: &mut Criterion) {
 /// What verifying a UDP checksum costs per datagram (the frame path does it
 /// for every query and answer): a valid one, and a partial one completed.
 fn udp_check(c: &mut Criterion) {
-    use dnsrail_engine::wire::checksum::{check_udp, checksum, fold, sum_bytes};
+    use dnsrail_core::wire::checksum::{check_udp, checksum, fold, sum_bytes};
     let mut g = c.benchmark_group("udp_checksum_verify");
     for len in [64usize, 512, 1232] {
         let mut d: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();

@@ -5,8 +5,8 @@
 //! Run: `cargo bench -p dnsrail-perf --bench rules`
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use dnsrail_engine::core::QueryOutcome;
-use dnsrail_engine::wire::dns::build_query;
+use dnsrail_core::core::QueryOutcome;
+use dnsrail_core::wire::dns::build_query;
 use dnsrail_perf::{bench_client, bench_queries, dgram_roundtrip, rig_with_rules};
 
 fn rules(c: &mut Criterion) {

@@ -1,12 +1,12 @@
 //! Fixtures for the criterion benches: a core with its snapshot and in-flight
 //! table, and the query/answer messages a round trip needs.
 
-use dnsrail_engine::config::Config;
-use dnsrail_engine::core::{AnswerOutcome, Client, Core, QueryOutcome};
-use dnsrail_engine::frame::FrameEnv;
-use dnsrail_engine::inflight::InflightTable;
-use dnsrail_engine::snapshot::{Overrides, Registry, Snapshot};
-use dnsrail_engine::stats::WorkerStats;
+use dnsrail_core::config::Config;
+use dnsrail_core::core::{AnswerOutcome, Client, Core, QueryOutcome};
+use dnsrail_core::frame::FrameEnv;
+use dnsrail_core::inflight::InflightTable;
+use dnsrail_core::snapshot::Snapshot;
+use dnsrail_core::stats::WorkerStats;
 use std::sync::Arc;
 
 pub const POLICIES: &[&str] = &[
@@ -72,7 +72,7 @@ pub fn rig_with_rules_text(
     let cfg = Config::parse(&t, "bench").unwrap();
     let table = Arc::new(InflightTable::new(1, 1024, 1 << 16));
     let core = Core::new(0, table, Arc::new(WorkerStats::default()));
-    let snap = Snapshot::build(&cfg, &mut Registry::default(), &Overrides::default(), 1);
+    let snap = Snapshot::of_config(&cfg, 1).unwrap();
     let env = FrameEnv::new(
         [2, 0, 0, 0, 0, 0x1b],
         Some("10.9.0.1".parse().unwrap()),
@@ -94,7 +94,7 @@ pub fn bench_client() -> Client {
 /// 1 024 distinct A queries, `www{i}.example.com`.
 pub fn bench_queries() -> Vec<Vec<u8>> {
     (0..1024)
-        .map(|i| dnsrail_engine::wire::dns::build_query(7, &format!("www{i}.example.com"), 1))
+        .map(|i| dnsrail_core::wire::dns::build_query(7, &format!("www{i}.example.com"), 1))
         .collect()
 }
 

@@ -9,7 +9,7 @@ use anyhow::Context;
 use socket2::Socket;
 use tracing::info;
 
-use super::state::State;
+use super::state::{first_snapshot, worker_count, State};
 use super::threads::{apply_resolved, raise_fd_limit, spawn_blocker, spawn_fate, spawn_pinned};
 use super::Engine;
 use crate::config::Config;
@@ -17,14 +17,16 @@ use crate::core::Core;
 use crate::dynblock::DynBlock;
 use crate::inflight::InflightTable;
 use crate::io::socket::{bind_frontend, SocketWorker};
+use crate::rules::RuleSet;
 use crate::shared::Shared;
-use crate::snapshot::{Overrides, Registry, Snapshot};
+use crate::snapshot::{Overrides, Registry};
 use crate::stats::WorkerStats;
 
 impl Engine {
     pub(super) fn start_socket(mut cfg: Config) -> anyhow::Result<Engine> {
         // The same count the rule set's hit counters were sized for.
-        let workers = cfg.worker_count();
+        let workers = worker_count(&cfg);
+        let rules = Arc::new(RuleSet::from_config(&cfg, workers)?);
         let per_worker = cfg.engine.ports_per_worker as usize;
         let table = Arc::new(InflightTable::new(
             workers,
@@ -49,7 +51,7 @@ impl Engine {
 
         let mut registry = Registry::default();
         let overrides = Overrides::default();
-        let snap = Snapshot::build(&cfg, &mut registry, &overrides, 1);
+        let snap = first_snapshot(&cfg, &rules, &mut registry, &overrides);
         let shared = Shared::new(snap.clone());
         let dynblock =
             (cfg.dynblock.qps > 0).then(|| Arc::new(DynBlock::new(cfg.dynblock.clone())));
@@ -102,7 +104,7 @@ impl Engine {
             "engine started"
         );
         let control = Arc::new(Mutex::new(State::new(
-            cfg, registry, overrides, resolved, None, workers,
+            cfg, registry, overrides, resolved, None, rules, workers,
         )));
         threads.push(spawn_fate(shared.clone(), control.clone())?);
         Ok(Engine {

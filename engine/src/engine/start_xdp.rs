@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use tracing::info;
 
-use super::state::State;
+use super::state::{first_snapshot, worker_count, State};
 use super::threads::{raise_fd_limit, spawn_blocker, spawn_fate, spawn_pinned};
 use super::Engine;
 use crate::config::Config;
@@ -22,13 +22,15 @@ use crate::io::xdp::neighbours::Resolver;
 use crate::io::xdp::slow_path::SlowPath;
 use crate::io::xdp::worker::{XskSpec, XskWorker};
 use crate::io::xdp::XdpPlane;
+use crate::rules::RuleSet;
 use crate::shared::Shared;
-use crate::snapshot::{Overrides, Registry, Snapshot};
+use crate::snapshot::{Overrides, Registry};
 use crate::stats::WorkerStats;
 
 impl Engine {
     pub(super) fn start_xdp(cfg: Config, ifname: &str) -> anyhow::Result<Engine> {
-        let workers = cfg.worker_count();
+        let workers = worker_count(&cfg);
+        let rules = Arc::new(RuleSet::from_config(&cfg, workers)?);
         let per_worker = cfg.engine.ports_per_worker as usize;
         let iface = crate::io::iface::Iface::open(ifname)?;
         check_interface(&iface, workers)?;
@@ -45,7 +47,7 @@ impl Engine {
             local_addrs: Some(iface.addrs.clone()),
             ..Overrides::default()
         };
-        let snap0 = Snapshot::build(&cfg, &mut registry, &overrides, 1);
+        let snap0 = first_snapshot(&cfg, &rules, &mut registry, &overrides);
         let plane = Arc::new(XdpPlane::open(
             ifname,
             &snap0,
@@ -64,7 +66,7 @@ impl Engine {
             macs = resolver.resolve(&snap0, &macs);
         }
         overrides.neighbours = Some(macs);
-        let snap = Snapshot::build(&cfg, &mut registry, &overrides, 1);
+        let snap = first_snapshot(&cfg, &rules, &mut registry, &overrides);
         let shared = Shared::new(snap.clone());
         let dynblock =
             (cfg.dynblock.qps > 0).then(|| Arc::new(DynBlock::new(cfg.dynblock.clone())));
@@ -131,6 +133,7 @@ impl Engine {
             overrides,
             HashMap::new(),
             Some(plane.clone()),
+            rules,
             workers,
         )));
         threads.push(Self::spawn_neighbours(

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, info};
 
-use crate::config::Config;
+use crate::config::{Config, IoMode};
 use crate::io::xdp::XdpPlane;
 use crate::rules::runtime::RuntimeRules;
 use crate::rules::RuleSet;
@@ -34,6 +34,9 @@ pub(super) struct State {
     /// counters survive health and drain changes).
     pub(super) runtime: RuntimeRules,
     pub(super) runtime_compiled: Option<(Vec<String>, Arc<RuleSet>)>,
+    /// The configuration's rules, compiled for `workers` (one hit counter
+    /// per running worker).
+    pub(super) rules: Arc<RuleSet>,
     pub(super) workers: usize,
 }
 
@@ -46,6 +49,7 @@ impl State {
         overrides: Overrides,
         resolved: HashMap<SocketAddr, SocketAddr>,
         xdp: Option<Arc<XdpPlane>>,
+        rules: Arc<RuleSet>,
         workers: usize,
     ) -> State {
         State {
@@ -58,6 +62,7 @@ impl State {
             retired: Vec::new(),
             runtime: RuntimeRules::default(),
             runtime_compiled: None,
+            rules,
             workers,
         }
     }
@@ -80,6 +85,7 @@ impl State {
         }
         let keep = Duration::from_nanos(snap.timeout_ns) + Duration::from_secs(1);
         self.retired.retain(|r| now.duration_since(r.2) <= keep);
+        snap.rules = self.rules.clone();
         snap.retired = self.retired.iter().map(|&(id, a, _)| (id, a)).collect();
         let pools = self.config.pool_names();
         if self.runtime_compiled.as_ref().map(|c| &c.0) != Some(&pools) {
@@ -104,5 +110,31 @@ impl State {
             x.sync(&snap);
         }
         shared.snapshot.store(Arc::new(snap));
+    }
+}
+
+/// The first snapshot of a data plane, with the configuration's rules.
+pub(super) fn first_snapshot(
+    cfg: &Config,
+    rules: &Arc<RuleSet>,
+    registry: &mut Registry,
+    overrides: &Overrides,
+) -> Snapshot {
+    let mut snap = Snapshot::build(cfg, registry, overrides, 1);
+    snap.rules = rules.clone();
+    snap
+}
+
+/// Workers the engine runs: as configured; else one per receive queue of
+/// the interface when AF_XDP may be used, one per CPU otherwise. (Here,
+/// not in the configuration: it asks the interface.)
+pub fn worker_count(cfg: &Config) -> usize {
+    let cpus = || std::thread::available_parallelism().map_or(1, |n| n.get());
+    match (cfg.engine.workers, cfg.engine.io, &cfg.engine.interface) {
+        (0, IoMode::Socket, _) | (0, _, None) => cpus(),
+        (0, _, Some(ifname)) => crate::io::iface::Iface::open(ifname)
+            .map(|i| i.rx_queues as usize)
+            .unwrap_or_else(|_| cpus()),
+        (n, _, _) => n,
     }
 }

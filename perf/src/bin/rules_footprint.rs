@@ -3,8 +3,8 @@
 //!
 //! Run: `cargo run --release -p dnsrail-perf --bin rules_footprint [N]`
 
-use dnsrail_engine::rules::config::RulesFile;
-use dnsrail_engine::rules::RuleSet;
+use dnsrail_core::config::rules::RulesFile;
+use dnsrail_core::rules::RuleSet;
 use std::time::Instant;
 
 fn rss_kib() -> u64 {

@@ -4,9 +4,9 @@
 //!
 //! Run: `cargo run --release -p dnsrail-perf --bin rules_probe`
 
-use dnsrail_engine::rules::config::RulesFile;
-use dnsrail_engine::rules::{Query, RuleSet, Scratch};
-use dnsrail_engine::wire::dns::{build_query, parse_question};
+use dnsrail_core::config::rules::RulesFile;
+use dnsrail_core::rules::{Query, RuleSet, Scratch};
+use dnsrail_core::wire::dns::{build_query, parse_question};
 use std::time::Instant;
 
 fn probe(label: &str, text: &str) {

@@ -23,7 +23,7 @@ fn main() {
         .collect();
     let only = |f: &dyn Fn(&str) -> bool| mix.iter().filter(|r| f(r)).cloned().collect::<String>();
     let many: Vec<Vec<u8>> = (0..262_144)
-        .map(|i| dnsrail_engine::wire::dns::build_query(7, &format!("n{i}.example.org"), 1))
+        .map(|i| dnsrail_core::wire::dns::build_query(7, &format!("n{i}.example.org"), 1))
         .collect();
     let sets = [
         ("0 rules", String::new()),

@@ -37,17 +37,13 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
 use crate::hash::QuestionKey;
-use crate::snapshot::{BackendId, MAX_BACKENDS};
+use crate::ids::{BackendId, MAX_BACKENDS};
 
 /// Busy slots an allocation skips before it gives up (the table is then
 /// nearly full: at half occupancy 16 busy draws in a row happen once in
 /// 65 536 allocations).
 const MAX_PROBES: u32 = 16;
-/// Bounds of `slots_per_worker` and `ports_per_worker` (a port's local
-/// index fits the key's upper 16 bits).
-pub const MIN_SLOTS: usize = 1 << 10;
-pub const MAX_SLOTS: usize = 1 << 22;
-pub const MAX_PORTS_PER_WORKER: usize = 1 << 14;
+pub use crate::ids::{MAX_PORTS_PER_WORKER, MAX_SLOTS, MIN_SLOTS};
 /// Allocation FIFO entries per slot: at most one entry per slot is live, so
 /// a full FIFO is at least three quarters answered entries and compacting
 /// it costs O(1) per allocation, amortised.
@@ -163,8 +159,11 @@ fn gen_of(s: u64) -> u64 {
 }
 
 /// Asks for `slot`'s cache line ahead of its use (a hint: no effect on
-/// what any load returns).
+/// what any load returns). The crate's one unsafe block: `_mm_prefetch` is
+/// a `target_feature` intrinsic the compiler still calls unsafe, and
+/// without it allocation misses the cache on a random slot (#13).
 #[inline(always)]
+#[allow(unsafe_code)]
 fn prefetch(slot: &Slot) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch reads nothing into the program and cannot fault;

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::AtomicU64;
 
-use super::config::{ActionConfig, MatchConfig, RuleConfig, TypeName};
 use super::*;
+use crate::config::rules::{ActionConfig, MatchConfig, RuleConfig, TypeName};
+use crate::config::{Config, ConfigError};
 use crate::stats::Counter;
 use regex_automata::{meta, util::syntax, MatchKind};
 
@@ -63,7 +64,7 @@ fn type_number(t: &TypeName, class: bool) -> Option<u16> {
 
 /// Converts every value of a selector, or names the first bad one.
 fn each<T: std::fmt::Debug, U, C: FromIterator<U>>(
-    values: &config::OneOrMany<T>,
+    values: &crate::config::rules::OneOrMany<T>,
     key: &str,
     field: &str,
     what: &str,
@@ -249,6 +250,21 @@ fn action(a: &ActionConfig, pools: &[String]) -> Result<Action, String> {
 }
 
 impl RuleSet {
+    /// Compiles a configuration's rules (inline and `rules.file`, in match
+    /// order) for `workers` workers: the engine calls it for the workers it
+    /// runs, at start and on every reload. An error names the file that
+    /// holds the rule, its line and its index there.
+    pub fn from_config(cfg: &Config, workers: usize) -> Result<RuleSet, ConfigError> {
+        RuleSet::compile(&cfg.rules, &cfg.pool_names(), workers)
+            .map_err(|e| cfg.rule_sources.error(e.index, &e.key, e.message))
+    }
+
+    /// Whether a configuration's rules compile (the check commands, and
+    /// ctl before it hands a file to the engine).
+    pub fn check(cfg: &Config) -> Result<(), ConfigError> {
+        RuleSet::from_config(cfg, 1).map(drop)
+    }
+
     /// Compiles `rules` for `workers` workers; `pools` are the snapshot's
     /// pool names in index order.
     pub fn compile(

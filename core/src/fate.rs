@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::thread::Thread;
 
-use crate::snapshot::{BackendId, MAX_BACKENDS};
+use crate::ids::{BackendId, MAX_BACKENDS};
 
 /// Why the engine took a backend out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -5,39 +5,9 @@
 //! new snapshot), so picking never scans past down backends and costs O(1) or
 //! O(log n), except least-outstanding which must look at every member.
 
+pub use crate::config::PolicyKind;
 use crate::hash;
-use crate::snapshot::BackendId;
-use serde::Deserialize;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum PolicyKind {
-    #[default]
-    RoundRobin,
-    WeightedRoundRobin,
-    WeightedRandom,
-    LeastOutstanding,
-    FirstAvailable,
-    /// Consistent hash of the query name: each name stays on one backend's
-    /// cache, and losing one of N backends moves only its ~1/N of the names.
-    QnameHash,
-    /// Consistent hash of the client address (sticky clients).
-    ClientHash,
-}
-
-impl PolicyKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            PolicyKind::RoundRobin => "round-robin",
-            PolicyKind::WeightedRoundRobin => "weighted-round-robin",
-            PolicyKind::WeightedRandom => "weighted-random",
-            PolicyKind::LeastOutstanding => "least-outstanding",
-            PolicyKind::FirstAvailable => "first-available",
-            PolicyKind::QnameHash => "qname-hash",
-            PolicyKind::ClientHash => "client-hash",
-        }
-    }
-}
+use crate::ids::BackendId;
 
 /// What a selector needs from the query to decide.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

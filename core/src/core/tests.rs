@@ -3,7 +3,7 @@
 use super::*;
 use crate::config::Config;
 use crate::fate::Ejection;
-use crate::snapshot::{Overrides, Registry};
+
 use crate::wire::dns::build_query;
 
 fn two_workers() -> (Snapshot, Core, Core) {
@@ -18,7 +18,7 @@ address = "10.9.0.11:53"
         "test",
     )
     .unwrap();
-    let snap = Snapshot::build(&cfg, &mut Registry::default(), &Overrides::default(), 1);
+    let snap = Snapshot::of_config(&cfg, 1).unwrap();
     let table = Arc::new(InflightTable::new(2, 2, 1 << 16));
     let mut cores = (0..2).map(|w| {
         let stats = Arc::new(WorkerStats::default());
@@ -88,7 +88,7 @@ address = "10.9.0.12:53"
         "test",
     )
     .unwrap();
-    let snap = Snapshot::build(&cfg, &mut Registry::default(), &Overrides::default(), 1);
+    let snap = Snapshot::of_config(&cfg, 1).unwrap();
     let table = Arc::new(InflightTable::new(1, 2, 1 << 16));
     let mut c = Core::new(0, table, Arc::new(WorkerStats::default()));
     c.begin_batch(&snap);

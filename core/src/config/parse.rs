@@ -1,14 +1,13 @@
-//! Reading the file: TOML and serde with the key path of every error, the
-//! rules file it names, compiled, then `validate`.
+//! Reading the file: TOML and serde with the key path of every error,
+//! `validate`, then the rules file it names (read, not compiled).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 
 use super::error::Src;
-use super::{Config, ConfigError};
-use crate::rules::config::RulesFile;
-use crate::rules::RuleSet;
+use super::rules::RulesFile;
+use super::{Config, ConfigError, RuleSources};
 
 /// Parses `ip`, `ip:port` or `[ipv6]:port`, with `default_port` when absent.
 pub fn parse_addr(s: &str, default_port: u16) -> Option<SocketAddr> {
@@ -50,13 +49,24 @@ impl Config {
 
     fn parse_in(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError> {
         let mut cfg = Config::parse_only(text, file)?;
-        cfg.compile_rules(text, file, base)?;
+        cfg.read_rules_file(text, file, base)?;
         Ok(cfg)
     }
 
-    fn compile_rules(&mut self, text: &str, file: &str, base: &Path) -> Result<(), ConfigError> {
-        let mut all = self.rules.clone();
-        let mut extra: Option<(String, String)> = None;
+    /// Appends the rules of `rules.file` to those written inline and
+    /// records where each rule was written. Reading them is all: rules are
+    /// compiled by their user (the engine, for the workers it runs; the
+    /// check commands, once), and their errors are placed by
+    /// [`Config::rule_error`].
+    fn read_rules_file(&mut self, text: &str, file: &str, base: &Path) -> Result<(), ConfigError> {
+        let main = Src { file, text };
+        let inline = self.rules.len();
+        let mut lines: Vec<Option<usize>> = self
+            .rules
+            .iter()
+            .map(|r| main.line_of(r.name.span()))
+            .collect();
+        let mut rules_file = None;
         if let Some(f) = &self.rules_section.file {
             let path = base.join(f);
             let rfile = path.display().to_string();
@@ -66,26 +76,21 @@ impl Config {
                 key: Some("rules.file".into()),
                 message: format!("cannot read {rfile}: {e}"),
             })?;
-            let parsed: RulesFile = deserialize(&Src {
+            let src = Src {
                 file: &rfile,
                 text: &rtext,
-            })?;
-            all.extend(parsed.rules);
-            extra = Some((rfile, rtext));
-        }
-        let inline = self.rules.len();
-        let set = RuleSet::compile(&all, &self.pool_names(), self.worker_count()).map_err(|e| {
-            let (f, t, idx) = match &extra {
-                Some((rf, rt)) if e.index >= inline => (rf.as_str(), rt.as_str(), e.index - inline),
-                _ => (file, text, e.index),
             };
-            let src = Src { file: f, text: t };
-            let key = e
-                .key
-                .replacen(&format!("rule[{}]", e.index), &format!("rule[{idx}]"), 1);
-            src.err(Some(all[e.index].name.span()), key, e.message)
-        })?;
-        self.compiled_rules = Some(Arc::new(set));
+            let parsed: RulesFile = deserialize(&src)?;
+            lines.extend(parsed.rules.iter().map(|r| src.line_of(r.name.span())));
+            self.rules.extend(parsed.rules);
+            rules_file = Some(rfile);
+        }
+        self.rule_sources = Arc::new(RuleSources {
+            file: file.to_string(),
+            inline,
+            rules_file,
+            lines,
+        });
         Ok(())
     }
 
@@ -110,4 +115,22 @@ fn deserialize<T: serde::de::DeserializeOwned>(src: &Src) -> Result<T, ConfigErr
             message: inner.message().trim().to_string(),
         }
     })
+}
+
+impl RuleSources {
+    /// A compile error of rule `index` (in match order) as the file that
+    /// holds the rule says it: that file, the rule's line, and the key with
+    /// the rule's index in that file.
+    pub fn error(&self, index: usize, key: &str, message: String) -> ConfigError {
+        let (file, idx) = match &self.rules_file {
+            Some(rf) if index >= self.inline => (rf.as_str(), index - self.inline),
+            _ => (self.file.as_str(), index),
+        };
+        ConfigError {
+            file: file.to_string(),
+            line: self.lines.get(index).copied().flatten(),
+            key: Some(key.replacen(&format!("rule[{index}]"), &format!("rule[{idx}]"), 1)),
+            message,
+        }
+    }
 }

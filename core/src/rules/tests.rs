@@ -1,5 +1,6 @@
-use super::config::RulesFile;
 use super::*;
+use crate::config::rules::RulesFile;
+use crate::config::Config;
 use crate::wire::dns::{build_query, parse_question, qtype};
 
 fn set(text: &str) -> RuleSet {
@@ -342,4 +343,72 @@ fn hits_of_more_workers_than_the_set_was_compiled_for_are_all_counted() {
     }
     let sinkhole = (0..s.len()).find(|&i| s.name(i) == "sinkhole").unwrap();
     assert_eq!(s.hits(sinkhole), 200_000);
+}
+
+#[test]
+fn the_rules_file_is_read_beside_the_config_and_its_errors_name_it() {
+    let dir = std::env::temp_dir().join(format!("dnsrail-rulesfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("dnsrail.toml");
+    std::fs::write(
+        &cfg,
+        "[[frontend]]\nlisten = \"127.0.0.1:5300\"\n[[backend]]\nname = \"r1\"\naddress = \"127.0.0.1:5301\"\n\
+         [[rule]]\nname = \"inline\"\nmatch = { qtype = \"ANY\" }\naction = \"refused\"\n\
+         [rules]\nfile = \"rules.toml\"\n",
+    )
+    .unwrap();
+    let rules = dir.join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"from-file\"\nmatch = { suffix = \"bad.example\" }\naction = \"nxdomain\"\n",
+    )
+    .unwrap();
+    let c = Config::load(&cfg).unwrap();
+    let names: Vec<&str> = c.rules.iter().map(|r| r.name.get_ref().as_str()).collect();
+    assert_eq!(names, ["inline", "from-file"], "match order: inline first");
+    let set = RuleSet::from_config(&c, 2).unwrap();
+    assert_eq!(set.len(), 2);
+    assert_eq!((set.name(0), set.name(1)), ("inline", "from-file"));
+
+    // A type error on line 3 of the rules file: that file, that line.
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"x\"\nmatch = { suffix = 5 }\naction = \"drop\"\n",
+    )
+    .unwrap();
+    let e = Config::load(&cfg).unwrap_err();
+    assert_eq!(e.file, rules.display().to_string(), "{e}");
+    assert_eq!(e.line, Some(3), "{e}");
+    assert!(
+        e.key.as_deref().unwrap_or("").starts_with("rule[0].match"),
+        "{e}"
+    );
+    // A semantic error in the file's second rule is numbered in that file.
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"a\"\naction = \"drop\"\n[[rule]]\nname = \"b\"\naction = { pool = \"nope\" }\n",
+    )
+    .unwrap();
+    // The file reads (rules are compiled by the engine, not the loader);
+    // compiling names the rules file, the rule's line and its index there.
+    let c = Config::load(&cfg).unwrap();
+    let e = RuleSet::from_config(&c, 1).unwrap_err();
+    assert_eq!(e.file, rules.display().to_string(), "{e}");
+    assert_eq!(e.line, Some(5), "{e}");
+    assert!(e.key.as_deref().unwrap_or("").starts_with("rule[1]"), "{e}");
+    assert_eq!(RuleSet::check(&c).unwrap_err(), e);
+    // An inline rule's error names the configuration file and its line.
+    std::fs::write(
+        &cfg,
+        "[[frontend]]\nlisten = \"127.0.0.1:5300\"\n[[backend]]\nname = \"r1\"\naddress = \"127.0.0.1:5301\"\n\
+         [[rule]]\nname = \"inline\"\naction = { pool = \"nope\" }\n",
+    )
+    .unwrap();
+    let e = RuleSet::check(&Config::load(&cfg).unwrap()).unwrap_err();
+    assert_eq!(
+        (e.file.as_str(), e.line),
+        (cfg.display().to_string().as_str(), Some(7)),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

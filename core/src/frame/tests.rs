@@ -53,7 +53,8 @@ struct Rig {
 fn rig_with(cfg: Config, ov: Overrides) -> Rig {
     let table = Arc::new(InflightTable::new(1, PORTS.len(), 1 << 16));
     let core = Core::new(0, table, Arc::new(WorkerStats::default()));
-    let snap = Snapshot::build(&cfg, &mut Registry::default(), &ov, 1);
+    let mut snap = Snapshot::build(&cfg, &mut Registry::default(), &ov, 1);
+    snap.rules = Arc::new(crate::rules::RuleSet::from_config(&cfg, 1).unwrap());
     let env = FrameEnv::new(
         LOCAL_MAC,
         Some(SRC4),

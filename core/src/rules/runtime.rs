@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::config::{RuleConfig, RulesFile};
 use super::RuleSet;
+use crate::config::rules::{RuleConfig, RulesFile};
 
 #[derive(Clone, Debug, Default)]
 pub struct RuntimeRules {

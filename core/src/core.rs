@@ -21,6 +21,8 @@ use crate::wire::checksum::Delta;
 use crate::wire::dns::{self, rcode, Header};
 use crate::wire::WireError;
 
+pub mod resend_ring;
+
 /// The worker number of a core that only completes answers.
 const ANSWER_ONLY: usize = usize::MAX;
 
@@ -124,7 +126,7 @@ pub struct Core {
     silence: Silence,
     /// Frame data plane: recent query frames, to re-send those a backend
     /// held when it was taken out.
-    resend: Option<Box<crate::frame::resend::ResendRing>>,
+    resend: Option<Box<resend_ring::ResendRing>>,
 }
 
 impl Core {
@@ -154,7 +156,7 @@ impl Core {
         self
     }
 
-    pub(crate) fn resend_ring(&mut self) -> Option<&mut crate::frame::resend::ResendRing> {
+    pub(crate) fn resend_ring(&mut self) -> Option<&mut resend_ring::ResendRing> {
         self.resend.as_deref_mut()
     }
 

@@ -9,7 +9,6 @@
 //! (`not`, `any`, `all` at the top) are checked for every query.
 
 mod compile;
-pub mod config;
 mod matcher;
 mod names;
 mod prefix;
@@ -217,6 +216,12 @@ impl RuleSet {
 
     pub fn name(&self, i: usize) -> &str {
         &self.rules[i].name
+    }
+
+    /// Workers with a single-writer hit counter of their own (those past it
+    /// count into a shared atomic).
+    pub fn workers(&self) -> usize {
+        self.workers
     }
 
     /// Hits of rule `i` over all workers.

@@ -6,7 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::error::Src;
 use super::{parse_addr, parse_mac, Config, ConfigError, IoMode};
-use crate::snapshot::{MAX_BACKENDS, MAX_FRONTENDS};
+use crate::ids::{
+    MAX_BACKENDS, MAX_FRONTENDS, MAX_PORTS_PER_WORKER, MAX_SLOTS, MAX_WORKERS, MIN_SLOTS,
+};
 
 impl Config {
     pub(super) fn validate(&self, src: &Src) -> Result<(), ConfigError> {
@@ -18,26 +20,23 @@ impl Config {
                 "io = \"xdp\" needs an interface".into(),
             ));
         }
-        if e.workers > 256 {
-            return Err(whole("engine.workers", "at most 256 workers".into()));
+        if e.workers > MAX_WORKERS {
+            return Err(whole(
+                "engine.workers",
+                format!("at most {MAX_WORKERS} workers"),
+            ));
         }
-        if !(1..=crate::inflight::MAX_PORTS_PER_WORKER as u32).contains(&e.ports_per_worker) {
+        if !(1..=MAX_PORTS_PER_WORKER as u32).contains(&e.ports_per_worker) {
             return Err(whole(
                 "engine.ports_per_worker",
-                format!("must be 1 to {}", crate::inflight::MAX_PORTS_PER_WORKER),
+                format!("must be 1 to {}", MAX_PORTS_PER_WORKER),
             ));
         }
         let slots = e.slots_per_worker as usize;
-        if !slots.is_power_of_two()
-            || !(crate::inflight::MIN_SLOTS..=crate::inflight::MAX_SLOTS).contains(&slots)
-        {
+        if !slots.is_power_of_two() || !(MIN_SLOTS..=MAX_SLOTS).contains(&slots) {
             return Err(whole(
                 "engine.slots_per_worker",
-                format!(
-                    "must be a power of two from {} to {}",
-                    crate::inflight::MIN_SLOTS,
-                    crate::inflight::MAX_SLOTS
-                ),
+                format!("must be a power of two from {} to {}", MIN_SLOTS, MAX_SLOTS),
             ));
         }
         let d = &self.dynblock;

@@ -4,7 +4,7 @@
 //! bump is a relaxed load and store (no locked instruction); readers (the
 //! summary log, the control process) sum over workers with relaxed loads.
 
-use crate::snapshot::{MAX_BACKENDS, MAX_FRONTENDS};
+use crate::ids::{MAX_BACKENDS, MAX_FRONTENDS};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A single-writer counter.

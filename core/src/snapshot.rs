@@ -6,7 +6,7 @@
 //! by listen address): in-flight slots and counters refer to those ids, so an
 //! answer for a query sent before a reload still finds its client.
 
-use crate::config::{Config, WhenAllDown};
+use crate::config::{Config, ConfigError, WhenAllDown};
 use crate::fate::Ejection;
 use crate::policy::{Member, PolicyKind, Selector};
 use crate::rules::RuleSet;
@@ -14,11 +14,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-pub type BackendId = u16;
-pub type Mac = [u8; 6];
-
-pub const MAX_BACKENDS: usize = 256;
-pub const MAX_FRONTENDS: usize = 64;
+pub use crate::ids::{BackendId, Mac, MAX_BACKENDS, MAX_FRONTENDS};
 
 #[derive(Clone, Debug)]
 pub struct Backend {
@@ -128,6 +124,8 @@ pub struct Snapshot {
     pub pools: Box<[Pool]>,
     pub frontends: Box<[Option<Frontend>]>,
     pub timeout_ns: u64,
+    /// The configuration's rules, compiled by the engine for the workers it
+    /// runs (empty from `build`: the caller sets them).
     pub rules: Arc<RuleSet>,
     /// Rules set at run time (ctl's API), checked before `rules`.
     pub runtime_rules: Arc<RuleSet>,
@@ -169,7 +167,9 @@ fn frontend_listens<'a>(cfg: &'a Config, local: Option<&[IpAddr]>) -> Vec<(Socke
 }
 
 impl Snapshot {
-    /// Builds a snapshot of a validated configuration.
+    /// Builds a snapshot of a validated configuration. Rules are not in it
+    /// (`rules` and `runtime_rules` are empty): they are compiled for the
+    /// running workers by their owner, which sets them.
     pub fn build(cfg: &Config, reg: &mut Registry, ov: &Overrides, generation: u64) -> Snapshot {
         let names: Vec<&str> = cfg
             .backends
@@ -275,10 +275,7 @@ impl Snapshot {
             pools: pools.into_boxed_slice(),
             frontends: frontends.into_boxed_slice(),
             timeout_ns: cfg.engine.timeout_ms * 1_000_000,
-            rules: cfg
-                .compiled_rules
-                .clone()
-                .unwrap_or_else(|| Arc::new(RuleSet::empty())),
+            rules: Arc::new(RuleSet::empty()),
             runtime_rules: Arc::new(RuleSet::empty()),
             edns_max: cfg.engine.edns_max_payload,
             retired: Vec::new(),
@@ -286,6 +283,14 @@ impl Snapshot {
             icmp_failover: cfg.failover.icmp,
             redispatch: cfg.failover.redispatch,
         }
+    }
+
+    /// A snapshot of `cfg` with its rules compiled for `workers`, for
+    /// callers with no running engine (tests, benchmarks, the fuzzer).
+    pub fn of_config(cfg: &Config, workers: usize) -> Result<Snapshot, ConfigError> {
+        let mut snap = Snapshot::build(cfg, &mut Registry::default(), &Overrides::default(), 1);
+        snap.rules = Arc::new(RuleSet::from_config(cfg, workers)?);
+        Ok(snap)
     }
 
     /// Whether an answer from `from` may complete a query sent to backend

@@ -10,9 +10,6 @@
 //! Plain data here; `parse` reads a file into it, `validate` checks it,
 //! `error` says where a problem is.
 
-use crate::policy::PolicyKind;
-use crate::rules::config::RuleConfig;
-use crate::rules::RuleSet;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -24,12 +21,14 @@ mod announce;
 mod doc_tests;
 mod error;
 mod parse;
+pub mod rules;
 #[cfg(test)]
 mod tests;
 mod validate;
 pub use announce::AnnounceConfig;
 pub use error::ConfigError;
 pub use parse::{parse_addr, parse_mac};
+pub use rules::RuleConfig;
 
 pub const DEFAULT_POOL: &str = "default";
 
@@ -58,14 +57,30 @@ pub struct Config {
     /// Announcing the VIPs to the routers through BIRD (ctl only).
     #[serde(default)]
     pub announce: Option<AnnounceConfig>,
-    /// Rules written in this file, in order (before those of `rules.file`).
+    /// Every rule in match order: those written in this file, then those
+    /// of `rules.file` (appended by `Config::load`). Compiled by the engine
+    /// (`RuleSet::from_config`), not here.
     #[serde(default, rename = "rule")]
     pub rules: Vec<RuleConfig>,
     #[serde(default, rename = "rules")]
     pub rules_section: RulesSection,
-    /// The compiled rules of this file and of `rules.file`.
+    /// Where each rule of `rules` was written, for compile errors.
     #[serde(skip)]
-    pub compiled_rules: Option<Arc<RuleSet>>,
+    pub rule_sources: Arc<RuleSources>,
+}
+
+/// Where the rules of a configuration were written: the file (and line) a
+/// compile error must name, and the rule's index as that file counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleSources {
+    /// The configuration file.
+    pub file: String,
+    /// Rules written inline in it (the first `inline` of `Config::rules`).
+    pub inline: usize,
+    /// `rules.file` as read, holding the rules after those.
+    pub rules_file: Option<String>,
+    /// The line of each rule, in match order.
+    pub lines: Vec<Option<usize>>,
 }
 
 /// `[dynblock]`: block a source prefix over `qps` for `block_s` seconds.
@@ -344,20 +359,6 @@ fn default_pools() -> Vec<Spanned<String>> {
 }
 
 impl Config {
-    /// Worker threads the engine will run.
-    /// Workers the engine runs: as configured; else one per receive queue
-    /// of the interface when AF_XDP may be used, one per CPU otherwise.
-    pub fn worker_count(&self) -> usize {
-        let cpus = || std::thread::available_parallelism().map_or(1, |n| n.get());
-        match (self.engine.workers, self.engine.io, &self.engine.interface) {
-            (0, IoMode::Socket, _) | (0, _, None) => cpus(),
-            (0, _, Some(ifname)) => crate::io::iface::Iface::open(ifname)
-                .map(|i| i.rx_queues as usize)
-                .unwrap_or_else(|_| cpus()),
-            (n, _, _) => n,
-        }
-    }
-
     /// Pools that have backends, in the order the snapshot indexes them.
     pub fn pool_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
@@ -385,5 +386,37 @@ impl Config {
 
     pub fn frontend_addr(f: &FrontendConfig) -> SocketAddr {
         parse_addr(f.listen.get_ref(), 53).expect("validated")
+    }
+}
+
+/// A pool's backend selection policy (`pool.NAME.policy`); `policy`
+/// builds the selector for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyKind {
+    #[default]
+    RoundRobin,
+    WeightedRoundRobin,
+    WeightedRandom,
+    LeastOutstanding,
+    FirstAvailable,
+    /// Consistent hash of the query name: each name stays on one backend's
+    /// cache, and losing one of N backends moves only its ~1/N of the names.
+    QnameHash,
+    /// Consistent hash of the client address (sticky clients).
+    ClientHash,
+}
+
+impl PolicyKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::RoundRobin => "round-robin",
+            PolicyKind::WeightedRoundRobin => "weighted-round-robin",
+            PolicyKind::WeightedRandom => "weighted-random",
+            PolicyKind::LeastOutstanding => "least-outstanding",
+            PolicyKind::FirstAvailable => "first-available",
+            PolicyKind::QnameHash => "qname-hash",
+            PolicyKind::ClientHash => "client-hash",
+        }
     }
 }

@@ -11,14 +11,14 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::Arc;
 
-use dnsrail_engine::config::{Config, DynBlockConfig};
-use dnsrail_engine::core::{AnswerOutcome, Client, Core, QueryOutcome};
-use dnsrail_engine::dynblock::DynBlock;
-use dnsrail_engine::frame::{FrameEnv, FrameVerdict};
-use dnsrail_engine::inflight::InflightTable;
-use dnsrail_engine::snapshot::{Overrides, Registry, Snapshot};
-use dnsrail_engine::stats::WorkerStats;
-use dnsrail_engine::wire::dns::build_query;
+use dnsrail_core::config::{Config, DynBlockConfig};
+use dnsrail_core::core::{AnswerOutcome, Client, Core, QueryOutcome};
+use dnsrail_core::dynblock::DynBlock;
+use dnsrail_core::frame::{FrameEnv, FrameVerdict};
+use dnsrail_core::inflight::InflightTable;
+use dnsrail_core::snapshot::Snapshot;
+use dnsrail_core::stats::WorkerStats;
+use dnsrail_core::wire::dns::build_query;
 
 struct Counting;
 
@@ -112,7 +112,7 @@ fn query_and_answer_allocate_nothing() {
     db.step(std::time::Instant::now(), |_, _| {});
     assert!(db.is_blocked("203.0.113.9".parse().unwrap()));
     let mut core = Core::new(0, table, Arc::new(WorkerStats::default())).with_dynblock(db);
-    let snap = Snapshot::build(&cfg, &mut Registry::default(), &Overrides::default(), 1);
+    let snap = Snapshot::of_config(&cfg, 1).unwrap();
     let env = FrameEnv::new(
         [2, 0, 0, 0, 0, 0x1b],
         Some("10.9.0.1".parse().unwrap()),
@@ -169,7 +169,7 @@ fn query_and_answer_allocate_nothing() {
                         }
                     }
                     fbuf[44] |= 0x80;
-                    let mut d = dnsrail_engine::wire::checksum::Delta::ZERO;
+                    let mut d = dnsrail_core::wire::checksum::Delta::ZERO;
                     d.word(
                         u16::from_be_bytes([fbuf[44] & 0x7f, fbuf[45]]),
                         u16::from_be_bytes([fbuf[44], fbuf[45]]),
