@@ -1,10 +1,15 @@
 //! The few raw syscalls the socket data plane needs that std and socket2 do
-//! not offer: epoll, recvmmsg, sendmmsg, and sockaddr conversion.
+//! not offer: epoll, recvmmsg, sendmmsg, and reading the source address
+//! the kernel wrote into a receive header (socket2's `SockAddr::new` over a
+//! raw buffer is itself unsafe, so that one cast stays here; destinations
+//! are `socket2::SockAddr`).
 
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use socket2::SockAddr;
 
 pub struct Epoll {
     fd: OwnedFd,
@@ -76,31 +81,6 @@ pub fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
             )))
         }
         _ => None,
-    }
-}
-
-pub fn to_storage(addr: &SocketAddr, s: &mut libc::sockaddr_storage) -> libc::socklen_t {
-    match addr {
-        SocketAddr::V4(a) => {
-            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
-            let sin: &mut libc::sockaddr_in =
-                unsafe { &mut *(s as *mut _ as *mut libc::sockaddr_in) };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
-            sin.sin_port = a.port().to_be();
-            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
-            size_of::<libc::sockaddr_in>() as libc::socklen_t
-        }
-        SocketAddr::V6(a) => {
-            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in6.
-            let sin6: &mut libc::sockaddr_in6 =
-                unsafe { &mut *(s as *mut _ as *mut libc::sockaddr_in6) };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = a.port().to_be();
-            sin6.sin6_addr.s6_addr = a.ip().octets();
-            sin6.sin6_flowinfo = a.flowinfo();
-            sin6.sin6_scope_id = a.scope_id();
-            size_of::<libc::sockaddr_in6>() as libc::socklen_t
-        }
     }
 }
 
@@ -204,7 +184,8 @@ pub struct Out {
 
 /// Header space for sendmmsg runs, reused forever.
 pub struct SendBatch {
-    names: Vec<libc::sockaddr_storage>,
+    /// Destinations, converted by socket2 (no hand-written sockaddr casts).
+    names: Vec<SockAddr>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
 }
@@ -215,7 +196,7 @@ unsafe impl Send for SendBatch {}
 impl SendBatch {
     pub fn new(n: usize) -> SendBatch {
         SendBatch {
-            names: vec![empty_storage(); n],
+            names: vec![SockAddr::from(SocketAddr::from(([0, 0, 0, 0], 0))); n],
             // SAFETY: a zeroed iovec is valid (null pointer, zero length).
             iovs: (0..n).map(|_| unsafe { zeroed() }).collect(),
             // SAFETY: a zeroed mmsghdr is valid (null pointers, zero lengths).
@@ -243,8 +224,9 @@ impl SendBatch {
                 let h = &mut self.hdrs[j].msg_hdr;
                 match &o.dest {
                     Some(d) => {
-                        h.msg_namelen = to_storage(d, &mut self.names[j]);
-                        h.msg_name = &mut self.names[j] as *mut _ as *mut _;
+                        self.names[j] = SockAddr::from(*d);
+                        h.msg_namelen = self.names[j].len();
+                        h.msg_name = self.names[j].as_ptr() as *mut _;
                     }
                     None => {
                         h.msg_name = std::ptr::null_mut();
