@@ -83,7 +83,10 @@ pub fn answer(query: &[u8], spec: &AnswerSpec, out: &mut Vec<u8>) -> Option<()> 
     out.extend_from_slice(&query[..q.end]);
     let flags = 0x8000 | (h.flags() & 0x7900) | 0x0080 | u16::from(rc);
     out[2..4].copy_from_slice(&flags.to_be_bytes());
-    out[4..12].copy_from_slice(&[0, 1, 0, record.is_some() as u8, 0, 0, 0, edns as u8]);
+    // A negative answer carries its zone's SOA, as a real server's does:
+    // TTL 300, MINIMUM 2 (a cache keeps it min(300, 2) = 2 s, RFC 2308).
+    let soa = rc == rcode::NXDOMAIN;
+    out[4..12].copy_from_slice(&[0, 1, 0, record.is_some() as u8, 0, soa as u8, 0, edns as u8]);
     if let Some((t, rdata)) = record {
         out.extend_from_slice(&[0xc0, 0x0c]);
         out.extend_from_slice(&t.to_be_bytes());
@@ -91,6 +94,13 @@ pub fn answer(query: &[u8], spec: &AnswerSpec, out: &mut Vec<u8>) -> Option<()> 
         out.extend_from_slice(&spec.ttl.to_be_bytes());
         out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
         out.extend_from_slice(&rdata);
+    }
+    if soa {
+        // Owner and MNAME/RNAME the root: 22 bytes of RDATA.
+        out.extend_from_slice(&[0, 0, 6, 0, 1, 0, 0, 1, 44, 0, 22, 0, 0]);
+        for v in [1u32, 3600, 600, 86400, 2] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
     }
     if edns {
         out.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
@@ -164,7 +174,9 @@ mod tests {
         let q = dns::build_query(9, "a.NX.example", qtype::A);
         answer(&q, &spec, &mut out).unwrap();
         assert_eq!(out[3] & 0x0f, rcode::NXDOMAIN);
-        assert_eq!(out.len(), q.len());
+        assert_eq!(&out[8..10], &[0, 1], "one SOA in the authority section");
+        assert_eq!(out.len(), q.len() + 11 + 22);
+        assert_eq!(&out[out.len() - 4..], &2u32.to_be_bytes(), "SOA MINIMUM");
 
         let q = dns::build_query(9, "x.example", qtype::AAAA);
         answer(&q, &spec, &mut out).unwrap();

@@ -285,12 +285,42 @@ pub enum WhenAllDown {
     Any,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PoolConfig {
     pub policy: PolicyKind,
     pub when_all_down: WhenAllDown,
+    /// Packet cache entries (0 = no cache).
+    pub cache_entries: usize,
+    /// Longest and shortest an answer is kept.
+    pub cache_max_ttl_s: u32,
+    pub cache_min_ttl_s: u32,
+    /// Cap on a negative answer's lifetime (otherwise the SOA's, RFC 2308).
+    pub cache_negative_ttl_s: u32,
+    /// Serve-stale: while the pool has no usable backend, answers expired
+    /// less than this long ago are served with TTL 30 (RFC 8767).
+    pub cache_stale_s: u32,
+    /// SERVFAIL kept this long (0 = never).
+    pub cache_servfail_s: u32,
 }
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            policy: PolicyKind::default(),
+            when_all_down: WhenAllDown::default(),
+            cache_entries: 0,
+            cache_max_ttl_s: 86_400,
+            cache_min_ttl_s: 0,
+            cache_negative_ttl_s: 3_600,
+            cache_stale_s: 86_400,
+            cache_servfail_s: 0,
+        }
+    }
+}
+
+/// Most packet cache entries a pool may have (640 bytes each: 10 GiB).
+pub const MAX_CACHE_ENTRIES: usize = 1 << 24;
 
 /// Health checking, carried out by the control process.
 #[derive(Debug, Clone, Deserialize)]

@@ -8,6 +8,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::cache::{self, Cache};
 use crate::config::WhenAllDown;
 use crate::dynblock::{DynBlock, RateTable};
 use crate::fate::{Ejection, Fate, Silence};
@@ -127,6 +128,9 @@ pub struct Core {
     /// Frame data plane: recent query frames, to re-send those a backend
     /// held when it was taken out.
     resend: Option<Box<resend_ring::ResendRing>>,
+    /// Each pool's packet cache as of the last snapshot (`begin_batch`),
+    /// for the answer path, which has no snapshot.
+    caches: Vec<Option<(Arc<Cache>, cache::Settings)>>,
 }
 
 impl Core {
@@ -147,6 +151,7 @@ impl Core {
             fate: Arc::new(Fate::default()),
             silence: Silence::default(),
             resend: None,
+            caches: Vec::new(),
         }
     }
 
@@ -199,6 +204,12 @@ impl Core {
     pub fn begin_batch(&mut self, snap: &Snapshot) {
         if snap.generation != self.generation {
             self.counters.resize(snap.pools.len(), 0);
+            self.caches.clear();
+            self.caches.extend(
+                snap.pools
+                    .iter()
+                    .map(|p| p.cache.clone().map(|c| (c, p.cache_settings))),
+            );
             self.generation = snap.generation;
         }
     }
@@ -256,6 +267,7 @@ impl Core {
             }
         }
         let mut pool_idx = usize::from(fe.pool);
+        let mut skip_cache = false;
         if !snap.rules.is_empty() || !snap.runtime_rules.is_empty() {
             let rq = rules::Query {
                 name: q.name(msg),
@@ -279,6 +291,7 @@ impl Core {
             };
             match hit {
                 None | Some(Action::Allow) => {}
+                Some(Action::SkipCache) => skip_cache = true,
                 Some(Action::Pool(p)) => pool_idx = usize::from(*p),
                 Some(Action::Drop) => return self.dropped(DropReason::RuleDrop),
                 Some(action) => {
@@ -295,8 +308,27 @@ impl Core {
         let Some(pool) = snap.pools.get(pool_idx) else {
             return self.dropped(DropReason::NoBackend);
         };
+        let qhash = self
+            .table
+            .question_hash(q.name(&buf[..len]), q.qtype, q.qclass);
+        // The pool's packet cache, after the rules (a rule may answer, drop,
+        // route or skip it): a hit is the reply, written over the query.
+        let mut cache_key = 0;
+        if let Some(cache) = pool.cache.as_ref().filter(|_| !skip_cache) {
+            if let Some(k) = cache::key::of(&buf[..len], &q, qhash) {
+                let stale_s = if pool.active.is_empty() {
+                    pool.cache_settings.stale_s
+                } else {
+                    0
+                };
+                if let Some(n) = cache.answer(k, buf, &q, now_ns, stale_s) {
+                    stats.local_replies.inc();
+                    return QueryOutcome::Reply { len: n };
+                }
+                cache_key = k;
+            }
+        }
         let msg = &mut buf[..len];
-        let qhash = self.table.question_hash(q.name(msg), q.qtype, q.qclass);
 
         let selector = if pool.active.is_empty() {
             match pool.when_all_down {
@@ -359,6 +391,7 @@ impl Core {
             pool: pool_idx as u16,
             qhash,
             sent_ns: now_ns,
+            cache_key,
         };
         match self.send(&pending, msg) {
             Some((port, mut delta)) => {
@@ -599,6 +632,13 @@ impl Core {
                 self.stats.answers.inc();
                 if self.worker != ANSWER_ONLY && self.table.owner(port) != self.worker {
                     self.stats.answers_cross_worker.inc();
+                }
+                if pending.cache_key != 0 {
+                    if let Some(Some((cache, settings))) =
+                        self.caches.get(usize::from(pending.pool))
+                    {
+                        cache.insert(pending.cache_key, msg, now_ns, settings);
+                    }
                 }
                 AnswerOutcome::ToClient { pending, delta }
             }

@@ -79,6 +79,8 @@ pub struct Pending {
     /// The question, hashed with the table's secret key.
     pub qhash: u64,
     pub sent_ns: u64,
+    /// The query's packet cache key (0 = its answer is not to be kept).
+    pub cache_key: u64,
 }
 
 #[repr(C, align(64))]
@@ -94,6 +96,8 @@ struct Slot {
     mac: AtomicU64,
     qhash: AtomicU64,
     sent: AtomicU64,
+    /// The slot's eighth word: the cache key.
+    cache_key: AtomicU64,
 }
 
 impl Slot {
@@ -118,6 +122,7 @@ impl Slot {
         self.mac.store(u64::from_be_bytes(mac) | pool | v4, r);
         self.qhash.store(p.qhash, r);
         self.sent.store(p.sent_ns, r);
+        self.cache_key.store(p.cache_key, r);
     }
 
     fn read(&self) -> Pending {
@@ -144,6 +149,7 @@ impl Slot {
             pool: ((mac >> POOL_SHIFT) & POOL_MASK) as u16,
             qhash: self.qhash.load(r),
             sent_ns: self.sent.load(r),
+            cache_key: self.cache_key.load(r),
         }
     }
 }
@@ -565,6 +571,7 @@ mod tests {
             pool: 2,
             qhash,
             sent_ns: sent,
+            cache_key: 0,
         }
     }
 

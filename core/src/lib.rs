@@ -13,7 +13,8 @@
 //!    state, no I/O beyond reading the files it names);
 //! 4. `stats`, `fate`: counters, the engine's verdicts on backends;
 //! 5. `dynblock`: per-source rate tables and blocks;
-//! 6. `rules`, `policy`: compiled rule sets, backend selection;
+//! 6. `rules`, `policy`, `cache`: compiled rule sets, backend selection,
+//!    the packet cache;
 //! 7. `snapshot`: the immutable state workers read;
 //! 8. `inflight`: the table of queries waiting for answers;
 //! 9. `core`: the processing of one query or answer;
@@ -24,6 +25,7 @@
 // still calls unsafe. `forbid` could not make that exception.
 #![deny(unsafe_code)]
 
+pub mod cache;
 pub mod config;
 pub mod core;
 pub mod dynblock;

@@ -6,6 +6,7 @@
 //! by listen address): in-flight slots and counters refer to those ids, so an
 //! answer for a query sent before a reload still finds its client.
 
+use crate::cache::{Cache, Settings};
 use crate::config::{Config, ConfigError, WhenAllDown};
 use crate::fate::Ejection;
 use crate::policy::{Member, PolicyKind, Selector};
@@ -52,6 +53,10 @@ pub struct Pool {
     pub active: Selector,
     /// Over all members regardless of health (`when_all_down = "any"`).
     pub fallback: Selector,
+    /// The pool's packet cache (`cache_entries` > 0), kept across
+    /// snapshots by the registry, and its settings.
+    pub cache: Option<Arc<Cache>>,
+    pub cache_settings: Settings,
 }
 
 #[derive(Clone, Debug)]
@@ -86,6 +91,9 @@ pub struct Overrides {
 pub struct Registry {
     backends: Vec<String>,
     frontends: Vec<SocketAddr>,
+    /// Each pool's cache by name: a reload keeps it unless its size
+    /// changes (then it starts empty).
+    caches: HashMap<String, Arc<Cache>>,
 }
 
 impl Registry {
@@ -207,6 +215,10 @@ impl Snapshot {
         }
 
         let pool_names = cfg.pool_names();
+        // Caches of pools that no longer have one are let go.
+        reg.caches.retain(|name, _| {
+            pool_names.contains(name) && cfg.pool(name).is_some_and(|p| p.cache_entries > 0)
+        });
         let pools: Vec<Pool> = pool_names
             .iter()
             .map(|pname| {
@@ -233,7 +245,20 @@ impl Snapshot {
                     .filter(|b| b.reachable)
                     .map(|b| as_member(b))
                     .collect();
+                let cache_settings = Settings::of(&pc);
+                let cache = (cache_settings.entries > 0).then(|| {
+                    let c = reg
+                        .caches
+                        .entry(pname.clone())
+                        .or_insert_with(|| Arc::new(Cache::new(cache_settings.entries)));
+                    if c.capacity() != Cache::new_capacity(cache_settings.entries) {
+                        *c = Arc::new(Cache::new(cache_settings.entries));
+                    }
+                    c.clone()
+                });
                 Pool {
+                    cache,
+                    cache_settings,
                     name: pname.clone(),
                     policy: pc.policy,
                     when_all_down: pc.when_all_down,

@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["stats", "fate"],
     &["dynblock"],
-    &["rules", "policy"],
+    &["rules", "policy", "cache"],
     &["snapshot"],
     &["inflight"],
     &["core"],

@@ -200,3 +200,55 @@ fn query_and_answer_allocate_nothing() {
         "forwarded, answered by rules, dropped by rules"
     );
 }
+
+#[test]
+fn cache_hits_misses_and_inserts_allocate_nothing() {
+    let cfg = Config::parse(
+        "[[frontend]]\nlisten = \"192.0.2.53:53\"\n[[backend]]\nname = \"a\"\naddress = \"10.9.0.11:53\"\n\
+         [pool.default]\ncache_entries = 64\n",
+        "t",
+    )
+    .unwrap();
+    let table = Arc::new(InflightTable::new(1, 2, 1024));
+    let mut core = Core::new(0, table, Arc::new(WorkerStats::default()));
+    let snap = Snapshot::of_config(&cfg, 1).unwrap();
+    core.begin_batch(&snap);
+    let client = Client {
+        ip: "198.51.100.7".parse().unwrap(),
+        port: 33333,
+        mac: [0; 6],
+    };
+    // More names than the cache holds: hits, misses, inserts and evictions.
+    let queries: Vec<Vec<u8>> = (0..200)
+        .map(|i| build_query(1, &format!("n{}.example", i % 100), 1))
+        .collect();
+    let record = [0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1];
+    let mut buf = vec![0u8; 4096];
+    let mut round = |core: &mut Core, now: u64, count: &mut [u32; 2]| {
+        for q in &queries {
+            buf[..q.len()].copy_from_slice(q);
+            match core.query(&snap, 0, &mut buf, q.len(), &client, now, |_| Ok(())) {
+                QueryOutcome::Forward { port, .. } => {
+                    buf[2] |= 0x80;
+                    buf[7] = 1;
+                    buf[q.len()..q.len() + record.len()].copy_from_slice(&record);
+                    let n = q.len() + record.len();
+                    let a = core.answer(&mut buf[..n], port, now + 1_000, |b| b == 0);
+                    assert!(matches!(a, AnswerOutcome::ToClient { .. }));
+                    count[0] += 1;
+                }
+                QueryOutcome::Reply { .. } => count[1] += 1,
+                QueryOutcome::Drop(r) => panic!("{r:?}"),
+            }
+        }
+    };
+    let mut warm = [0u32; 2];
+    round(&mut core, 1_000, &mut warm);
+    let before = allocs();
+    let mut count = [0u32; 2];
+    for i in 0..20 {
+        round(&mut core, 2_000 + i, &mut count);
+    }
+    assert_eq!(allocs() - before, 0, "allocations: {count:?}");
+    assert!(count[0] > 0 && count[1] > 0, "misses and hits: {count:?}");
+}

@@ -32,6 +32,8 @@ pub fn router(ctl: Arc<Ctl>) -> Router {
             get(rules_list).post(rules_add).put(rules_load),
         )
         .route("/api/rules/:name", axum::routing::delete(rules_del))
+        .route("/api/cache", get(cache_stats))
+        .route("/api/cache/purge", post(cache_purge))
         .route("/metrics", get(metrics))
         .merge(crate::dashboard::routes())
         .with_state(ctl)
@@ -299,6 +301,47 @@ async fn rules_del(
     UrlPath(name): UrlPath<String>,
 ) -> Response {
     rules_change(ctl, headers, Request::RulesDel { name }).await
+}
+
+/// `GET /api/cache`: each pool's packet cache.
+async fn cache_stats(State(ctl): State<Arc<Ctl>>) -> Response {
+    let link = ctl.link.clone();
+    match blocking(move || link.summary()).await {
+        Ok(r) => Json(r.caches).into_response(),
+        Err(e) => err(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct PurgeQuery {
+    name: String,
+    #[serde(default)]
+    suffix: bool,
+}
+
+/// `POST /api/cache/purge?name=NAME[&suffix=true]`: empty the packet
+/// caches of a name (and, with `suffix`, every name below it).
+async fn cache_purge(
+    State(ctl): State<Arc<Ctl>>,
+    headers: HeaderMap,
+    Query(q): Query<PurgeQuery>,
+) -> Response {
+    if let Some(r) = unauthorized(&ctl, &headers) {
+        return r;
+    }
+    let link = ctl.link.clone();
+    let req = Request::CachePurge {
+        name: q.name,
+        suffix: q.suffix,
+    };
+    match blocking(move || link.call(&req)).await {
+        Ok(r) if r.ok => {
+            let purged = r.text.and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
+            Json(json!({ "ok": true, "purged": purged })).into_response()
+        }
+        Ok(r) => err(StatusCode::BAD_REQUEST, r.error.unwrap_or_default()),
+        Err(e) => err(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
+    }
 }
 
 async fn metrics(State(ctl): State<Arc<Ctl>>) -> Response {

@@ -279,6 +279,43 @@ fn latency_sum(v: &Value) -> (Vec<u64>, Vec<u64>) {
     (sum, bounds)
 }
 
+pub fn print_cache(v: &Value) {
+    println!(
+        "{:<20} {:>10} {:>10} {:>12} {:>12} {:>10} {:>8}",
+        "pool", "entries", "capacity", "hits", "misses", "stale", "hit %"
+    );
+    for c in v.as_array().into_iter().flatten() {
+        let (hits, misses) = (u(c, "hits"), u(c, "misses"));
+        let rate = if hits + misses > 0 {
+            format!("{:.1}", 100.0 * hits as f64 / (hits + misses) as f64)
+        } else {
+            "-".into()
+        };
+        println!(
+            "{:<20} {:>10} {:>10} {:>12} {:>12} {:>10} {:>8}",
+            c["pool"].as_str().unwrap_or("-"),
+            u(c, "entries"),
+            u(c, "capacity"),
+            hits,
+            misses,
+            u(c, "stale_hits"),
+            rate
+        );
+    }
+}
+
+/// `s` for a URL query value: every byte but unreserved ones as %XX.
+pub fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 pub fn print_rules(v: &Value) {
     println!("{:<40} {:<8} {:>12}", "rule", "source", "hits");
     for r in v.as_array().into_iter().flatten() {

@@ -122,6 +122,13 @@ enum Cmd {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// The pools' packet caches: stats, purge.
+    Cache {
+        #[command(subcommand)]
+        op: CacheOp,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// This balancer host as the routers see it: health, drain,
     /// announcement through BIRD (`[announce]`).
     Node {
@@ -137,6 +144,19 @@ enum Cmd {
         iterations: Option<u64>,
         #[command(flatten)]
         api: ApiArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheOp {
+    /// Per pool: entries of capacity, hits, misses, hit rate.
+    Stats,
+    /// Remove the cached answers for NAME from every pool (needs the token).
+    Purge {
+        name: String,
+        /// NAME and every name below it.
+        #[arg(long)]
+        suffix: bool,
     },
 }
 
@@ -317,6 +337,25 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 }
             };
             println!("ok");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Cache { op, api: a } => {
+            let c = api(&a);
+            match op {
+                CacheOp::Stats => show(&a, &c.json("GET", "/api/cache")?, cli::print_cache),
+                CacheOp::Purge { name, suffix } => {
+                    let path = format!(
+                        "/api/cache/purge?name={}&suffix={suffix}",
+                        cli::query_escape(&name)
+                    );
+                    let v = c.json("POST", &path)?;
+                    if a.json {
+                        println!("{v}");
+                    } else {
+                        println!("purged {}", v["purged"]);
+                    }
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Node { op, api: a } => {

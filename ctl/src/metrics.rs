@@ -467,6 +467,24 @@ pub fn render(r: Option<&Report>, v: &CtlView<'_>) -> String {
             rule.hits
         );
     }
+    if !r.caches.is_empty() {
+        type Field = fn(&dnsrail_engine::control::CacheReport) -> u64;
+        let series: [(&str, &str, &str, Field); 7] = [
+            ("dnsrail_cache_entries", "gauge", "Answers held by the pool's packet cache.", |c| c.entries),
+            ("dnsrail_cache_capacity", "gauge", "Entries the pool's packet cache has room for.", |c| c.capacity),
+            ("dnsrail_cache_hits_total", "counter", "Queries answered from the packet cache (stale ones included).", |c| c.hits),
+            ("dnsrail_cache_stale_hits_total", "counter", "Queries answered with an expired answer while the pool had no usable backend.", |c| c.stale_hits),
+            ("dnsrail_cache_misses_total", "counter", "Cacheable queries the packet cache could not answer.", |c| c.misses),
+            ("dnsrail_cache_inserts_total", "counter", "Answers kept by the packet cache.", |c| c.inserts),
+            ("dnsrail_cache_uncacheable_total", "counter", "Answers to cacheable queries that could not be kept (TC, size, TTL 0, RCODE, no SOA ...).", |c| c.uncacheable),
+        ];
+        for (name, kind, help, f) in series {
+            head(&mut o, name, kind, help);
+            for c in &r.caches {
+                let _ = writeln!(o, "{name}{{pool=\"{}\"}} {}", esc(&c.pool), f(c));
+            }
+        }
+    }
     if let Some(d) = &r.dynblock {
         head(
             &mut o,

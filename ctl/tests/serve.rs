@@ -1204,3 +1204,56 @@ fn announce_follows_node_health_through_a_real_bird_across_bird_and_ctl_restarts
         })
     });
 }
+
+#[test]
+fn cache_stats_and_purge_through_the_cli_api_and_metrics() {
+    let mut h = H::new(12, &[("a", Some(&[]))], FAST_HEALTH);
+    let mut cfg = std::fs::read_to_string(h.cfg_path()).unwrap();
+    cfg += "[pool.default]\ncache_entries = 256\n";
+    std::fs::write(h.cfg_path(), cfg).unwrap();
+    h.start_ctl();
+    for _ in 0..3 {
+        assert!(h
+            .dig(&["+notcp", "www.example.com", "A"])
+            .contains("192.0.2.1"));
+    }
+    let v = h.get("/api/cache").unwrap();
+    assert_eq!(v[0]["pool"], "default");
+    assert_eq!(v[0]["capacity"], 256);
+    assert_eq!(v[0]["entries"], 1);
+    assert_eq!(v[0]["hits"], 2, "{v}");
+    let out = h.cli(&["cache", "stats"], None, "");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("default"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("default") && l.ends_with("66.7")),
+        "hit rate: {text}"
+    );
+    let (_, m) = h.http("GET", "/metrics", None);
+    assert!(
+        m.contains("dnsrail_cache_hits_total{pool=\"default\"} 2"),
+        "{m}"
+    );
+    assert!(
+        m.contains("dnsrail_cache_entries{pool=\"default\"} 1"),
+        "{m}"
+    );
+    // Purge needs the token; a bad name is refused.
+    let out = h.cli(
+        &["cache", "purge", "www.example.com"],
+        Some("nope-token"),
+        "",
+    );
+    assert!(!out.status.success());
+    let out = h.cli(&["cache", "purge", "bad..name"], Some(&h.token()), "");
+    assert!(!out.status.success());
+    let out = h.cli(
+        &["cache", "purge", "example.com", "--suffix"],
+        Some(&h.token()),
+        "",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("purged 1"), "{text}");
+    assert_eq!(h.get("/api/cache").unwrap()[0]["entries"], 0);
+}

@@ -25,9 +25,10 @@ use crate::fate::Ejection;
 use crate::stats::{bucket_floor, DropReason, HIST_BUCKETS};
 
 /// Raised when a message changes shape (2: `Report::rules` carries each
-/// rule's source; 3: backends the engine takes out itself, `readmit`), so that a ctl and an engine of different builds refuse
-/// each other at hello instead of failing on every report.
-pub const PROTOCOL: u32 = 3;
+/// rule's source; 3: backends the engine takes out itself, `readmit`; 4:
+/// packet caches, `cache_purge`), so that a ctl and an engine of different
+/// builds refuse each other at hello instead of failing on every report.
+pub const PROTOCOL: u32 = 4;
 
 /// Longest request line accepted (a runtime rule set is the longest).
 const MAX_LINE: usize = 16 << 20;
@@ -79,6 +80,13 @@ pub enum Request {
     },
     /// The runtime rules as one TOML text.
     RulesExport,
+    /// Empty the packet caches of `name` (dotted), or of `name` and every
+    /// name below it; `text` says how many answers went.
+    CachePurge {
+        name: String,
+        #[serde(default)]
+        suffix: bool,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -205,6 +213,21 @@ pub struct Report {
     /// `[dynblock]`, when configured.
     #[serde(default)]
     pub dynblock: Option<DynBlockReport>,
+    /// Each pool's packet cache, for pools that have one.
+    #[serde(default)]
+    pub caches: Vec<CacheReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+pub struct CacheReport {
+    pub pool: String,
+    pub capacity: u64,
+    pub entries: u64,
+    pub hits: u64,
+    pub stale_hits: u64,
+    pub misses: u64,
+    pub inserts: u64,
+    pub uncacheable: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
@@ -322,6 +345,25 @@ pub fn report(e: &Engine, started: Instant, with_rules: bool) -> Report {
         } else {
             Vec::new()
         },
+        caches: snap
+            .pools
+            .iter()
+            .filter_map(|p| {
+                let c = p.cache.as_ref()?;
+                let n =
+                    |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+                Some(CacheReport {
+                    pool: p.name.clone(),
+                    capacity: c.capacity() as u64,
+                    entries: c.len() as u64,
+                    hits: n(&c.counts.hits),
+                    stale_hits: n(&c.counts.stale_hits),
+                    misses: n(&c.counts.misses),
+                    inserts: n(&c.counts.inserts),
+                    uncacheable: n(&c.counts.uncacheable),
+                })
+            })
+            .collect(),
         dynblock: e.dynblock().map(|d| {
             let now = Instant::now();
             DynBlockReport {
@@ -408,6 +450,16 @@ pub fn handle(e: &Engine, req: Request, config_path: &str, started: Instant) -> 
         Request::RulesExport => Response {
             text: Some(e.rules_export()),
             ..Response::ok()
+        },
+        Request::CachePurge { name, suffix } => match e.cache_purge(&name, suffix) {
+            Ok(n) => {
+                info!(name = %name, suffix, purged = n, "cache purge");
+                Response {
+                    text: Some(n.to_string()),
+                    ..Response::ok()
+                }
+            }
+            Err(err) => Response::err(err),
         },
         Request::Reload { path } => {
             let path = path.unwrap_or_else(|| config_path.to_string());

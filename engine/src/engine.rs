@@ -144,6 +144,20 @@ impl Engine {
         out
     }
 
+    /// Empties the packet caches of every pool of `name` (dotted), or with
+    /// `suffix` of `name` and every name below it: how many answers went.
+    pub fn cache_purge(&self, name: &str, suffix: bool) -> Result<usize, String> {
+        let wire =
+            crate::rules::wire_name(name).ok_or_else(|| format!("`{name}` is not a DNS name"))?;
+        Ok(self
+            .snapshot()
+            .pools
+            .iter()
+            .filter_map(|p| p.cache.as_ref())
+            .map(|c| c.purge(&wire, suffix))
+            .sum())
+    }
+
     /// Dynamic blocks (`[dynblock]`), when configured.
     pub fn dynblock(&self) -> Option<&Arc<DynBlock>> {
         self.dynblock.as_ref()

@@ -55,7 +55,8 @@ pub struct MatchConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum ActionConfig {
-    /// `allow`, `drop`, `refused`, `nxdomain`, `servfail`, `truncate`.
+    /// `allow`, `skip-cache`, `drop`, `refused`, `nxdomain`, `servfail`,
+    /// `truncate`.
     Simple(String),
     Spoof {
         spoof: Vec<String>,

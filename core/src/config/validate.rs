@@ -226,6 +226,20 @@ impl Config {
                 ));
             }
         }
+        for (name, p) in &self.pools {
+            if p.cache_entries > super::MAX_CACHE_ENTRIES {
+                return Err(whole(
+                    &format!("pool.{name}.cache_entries"),
+                    format!("at most {}", super::MAX_CACHE_ENTRIES),
+                ));
+            }
+            if p.cache_min_ttl_s > p.cache_max_ttl_s {
+                return Err(whole(
+                    &format!("pool.{name}.cache_min_ttl_s"),
+                    "must not exceed cache_max_ttl_s".into(),
+                ));
+            }
+        }
         let h = &self.health;
         if h.rise == 0 || h.fall == 0 {
             return Err(whole("health", "rise and fall must be at least 1".into()));

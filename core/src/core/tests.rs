@@ -191,3 +191,114 @@ fn an_ejected_backend_is_passed_over_before_the_next_snapshot() {
         QueryOutcome::Drop(DropReason::NoBackend)
     );
 }
+
+/// Two workers over a pool with a packet cache; `rules` before it.
+fn cached(rules: &str) -> (Snapshot, Core, Core) {
+    let cfg = Config::parse(
+        &format!(
+            r#"
+[[frontend]]
+listen = "192.0.2.53:53"
+[[backend]]
+name = "b1"
+address = "10.9.0.11:53"
+[pool.default]
+cache_entries = 1024
+{rules}
+"#
+        ),
+        "test",
+    )
+    .unwrap();
+    let snap = Snapshot::of_config(&cfg, 2).unwrap();
+    let table = Arc::new(InflightTable::new(2, 2, 1 << 16));
+    let mut a = Core::new(0, table.clone(), Arc::new(WorkerStats::default()));
+    let mut b = Core::new(1, table, Arc::new(WorkerStats::default()));
+    a.begin_batch(&snap);
+    b.begin_batch(&snap);
+    (snap, a, b)
+}
+
+fn ask(snap: &Snapshot, core: &mut Core, id: u16, name: &str, now: u64) -> (QueryOutcome, Vec<u8>) {
+    let client = Client {
+        ip: "198.51.100.7".parse().unwrap(),
+        port: 5353,
+        mac: [0; 6],
+    };
+    let q = build_query(id, name, 1);
+    let mut buf = q.clone();
+    buf.resize(512, 0);
+    let out = core.query(snap, 0, &mut buf, q.len(), &client, now, |_| Ok(()));
+    (out, buf)
+}
+
+#[test]
+fn an_answer_is_kept_and_the_next_query_on_any_worker_is_answered_from_the_cache() {
+    let (snap, mut a, mut b) = cached("");
+    let (out, buf) = ask(&snap, &mut a, 0x1111, "www.example.com", 1_000);
+    let QueryOutcome::Forward { port, .. } = out else {
+        panic!("a miss is forwarded: {out:?}");
+    };
+    // The backend's answer: one A record, TTL 300.
+    let qlen = build_query(0, "www.example.com", 1).len();
+    let mut answer = buf[..qlen].to_vec();
+    answer[2] |= 0x80;
+    answer[7] = 1;
+    answer.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1]);
+    let got = a.answer(&mut answer, port, 2_000, |id| id == 0);
+    assert!(matches!(got, AnswerOutcome::ToClient { .. }), "{got:?}");
+    let cache = snap.pools[0].cache.as_ref().unwrap();
+    assert_eq!(
+        cache
+            .counts
+            .inserts
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+
+    // Three seconds later, on the other worker, another ID and case.
+    let (out, reply) = ask(&snap, &mut b, 0x2222, "WWW.example.com", 3_000_002_000);
+    let QueryOutcome::Reply { len } = out else {
+        panic!("a hit: {out:?}");
+    };
+    assert_eq!(len, answer.len());
+    assert_eq!(&reply[..2], &[0x22, 0x22]);
+    assert_eq!(&reply[12..16], b"\x03WWW");
+    assert_eq!(&reply[len - 10..len - 6], &297u32.to_be_bytes());
+    assert_eq!(b.stats().local_replies.get(), 1);
+    assert_eq!(
+        b.stats().backends[0].sent.get(),
+        0,
+        "the backend was not asked"
+    );
+}
+
+#[test]
+fn rules_run_before_the_cache_and_skip_cache_sends_a_query_past_it() {
+    let (snap, mut a, _) = cached(
+        r#"
+[[rule]]
+name = "fresh"
+match = { name = "live.example" }
+action = "skip-cache"
+"#,
+    );
+    for (name, cached) in [("live.example", false), ("other.example", true)] {
+        let (out, buf) = ask(&snap, &mut a, 7, name, 1_000);
+        let QueryOutcome::Forward { port, .. } = out else {
+            panic!("{out:?}");
+        };
+        let qlen = build_query(0, name, 1).len();
+        let mut answer = buf[..qlen].to_vec();
+        answer[2] |= 0x80;
+        answer[7] = 1;
+        answer.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1]);
+        a.answer(&mut answer, port, 2_000, |id| id == 0);
+        let (again, _) = ask(&snap, &mut a, 8, name, 3_000);
+        assert_eq!(
+            matches!(again, QueryOutcome::Reply { .. }),
+            cached,
+            "{name}: {again:?}"
+        );
+    }
+}

@@ -213,6 +213,7 @@ fn action(a: &ActionConfig, pools: &[String]) -> Result<Action, String> {
     Ok(match a {
         ActionConfig::Simple(s) => match s.as_str() {
             "allow" => Action::Allow,
+            "skip-cache" => Action::SkipCache,
             "drop" => Action::Drop,
             "refused" => Action::Rcode(crate::wire::dns::rcode::REFUSED),
             "nxdomain" => Action::Rcode(crate::wire::dns::rcode::NXDOMAIN),
@@ -220,7 +221,7 @@ fn action(a: &ActionConfig, pools: &[String]) -> Result<Action, String> {
             "truncate" => Action::Truncate,
             other => {
                 return Err(format!(
-                    "unknown action `{other}` (allow, drop, refused, nxdomain, servfail, truncate, {{ spoof = [...] }}, {{ pool = \"...\" }})"
+                    "unknown action `{other}` (allow, skip-cache, drop, refused, nxdomain, servfail, truncate, {{ spoof = [...] }}, {{ pool = \"...\" }})"
                 ))
             }
         },

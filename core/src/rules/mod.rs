@@ -33,6 +33,9 @@ use regex_automata::{meta, PatternSet};
 pub enum Action {
     /// Stop looking at rules; forward as usual.
     Allow,
+    /// Stop looking at rules; forward past the pool's packet cache (not
+    /// answered from it, its answer not kept).
+    SkipCache,
     /// Forward through this pool (index into the snapshot's pools).
     Pool(u16),
     Drop,

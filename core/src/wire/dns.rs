@@ -220,7 +220,7 @@ pub fn parse_question(msg: &[u8]) -> Result<Question, WireError> {
 }
 
 /// Offset just past the (possibly compressed) name at `pos`, bounded.
-fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {
+pub fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {
     for _ in 0..128 {
         let len = *msg.get(pos)?;
         match len & 0xc0 {
@@ -294,6 +294,23 @@ pub fn push_dotted(wire: &[u8], out: &mut Vec<u8>) {
     let mut buf = [0u8; 256];
     let n = dotted(wire, &mut buf);
     out.extend_from_slice(&buf[..n]);
+}
+
+/// Whether the wire name `name` is `zone` or below it (label boundaries,
+/// any case). Both uncompressed.
+pub fn is_at_or_below(name: &[u8], zone: &[u8]) -> bool {
+    if zone.len() > name.len() {
+        return false;
+    }
+    let mut pos = 0;
+    // Walk `name`'s labels until the rest is as long as `zone`.
+    while name.len() - pos > zone.len() {
+        match name.get(pos) {
+            Some(&l) if l != 0 => pos += 1 + usize::from(l),
+            _ => return false,
+        }
+    }
+    name.len() - pos == zone.len() && name[pos..].eq_ignore_ascii_case(zone)
 }
 
 /// Test helper: a query for `name` (dotted) and `qtype`, class IN, RD set.

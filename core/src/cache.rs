@@ -1,0 +1,212 @@
+//! The packet cache of a pool: backends' answers kept as they came, served
+//! again by writing them over a later query in its own buffer (the client's
+//! ID and question bytes kept, every TTL aged in place). Nothing is
+//! re-serialised.
+//!
+//! One cache per pool, shared by the workers and lock-free: every entry is
+//! a sequence lock over atomics (`store`). A reader copies an entry and
+//! keeps the copy only if no writer came in meanwhile; a writer that finds
+//! an entry held skips its insert. A hit costs no lock and no allocation.
+//! Memory is fixed when the snapshot that first has the cache is built
+//! (`cache_entries` × 640 bytes), off the workers.
+//!
+//! What may be cached is decided on both sides: `key` (the query: plain
+//! QUERY, one question, at most one EDNS version 0 OPT without ECS) and
+//! `answer` (the answer: not truncated, ≤ 512 bytes, TTL above 0, a
+//! negative answer with its SOA, no TSIG/SIG(0)).
+
+pub mod answer;
+pub mod key;
+mod store;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::config::PoolConfig;
+use crate::wire::dns::{Question, HEADER_LEN};
+use store::{Copied, Store};
+
+/// Largest answer kept: fits every client's UDP size.
+pub const MAX_MSG: usize = 512;
+/// Most TTL fields an answer kept may have.
+pub const MAX_TTLS: usize = 32;
+/// TTL of a stale answer (RFC 8767 suggests 30 s).
+pub const STALE_TTL: u32 = 30;
+
+/// A pool's cache settings (from `[pool.NAME]`), in the units the data
+/// path uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub entries: usize,
+    pub max_ttl_s: u32,
+    pub min_ttl_s: u32,
+    pub negative_ttl_s: u32,
+    pub stale_s: u32,
+    pub servfail_s: u32,
+}
+
+impl Settings {
+    pub fn of(p: &PoolConfig) -> Settings {
+        Settings {
+            entries: p.cache_entries,
+            max_ttl_s: p.cache_max_ttl_s,
+            min_ttl_s: p.cache_min_ttl_s,
+            negative_ttl_s: p.cache_negative_ttl_s,
+            stale_s: p.cache_stale_s,
+            servfail_s: p.cache_servfail_s,
+        }
+    }
+}
+
+/// What a cache did, summed over its life (shared atomics: a hit's only
+/// writes besides the reply).
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub hits: AtomicU64,
+    pub stale_hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub inserts: AtomicU64,
+    pub uncacheable: AtomicU64,
+}
+
+/// The entries and counts; the settings travel with the pool (a reload
+/// may change them and keep the entries).
+pub struct Cache {
+    store: Store,
+    pub counts: Counts,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Cache({} entries)", self.store.capacity())
+    }
+}
+
+impl Cache {
+    /// A cache of at least `entries` entries, all empty.
+    pub fn new(entries: usize) -> Cache {
+        Cache {
+            store: Store::new(entries),
+            counts: Counts::default(),
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.store.capacity()
+    }
+
+    /// The capacity `Cache::new(entries)` has (a reload that keeps it keeps
+    /// the cache).
+    pub fn new_capacity(entries: usize) -> usize {
+        Store::capacity_for(entries)
+    }
+
+    /// Entries holding an answer (fresh or not): a scan, for reports.
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Answers the query in `buf` (its first `len` bytes, question `q`)
+    /// from the entry under `key`, in place: the reply's length, or `None`
+    /// (a miss). `stale_s` > 0 when the pool has no usable backend: an
+    /// entry expired less than that long ago is served with TTL 30. The entry's
+    /// question must equal the query's (any case): a key collision is a
+    /// miss, never another name's answer.
+    #[inline]
+    pub fn answer(
+        &self,
+        key: u64,
+        buf: &mut [u8],
+        q: &Question,
+        now_ns: u64,
+        stale_s: u32,
+    ) -> Option<usize> {
+        let stale_ns = u64::from(stale_s) * 1_000_000_000;
+        let mut c = Copied::default();
+        let stale = match self.store.get(key, now_ns, stale_ns, &mut c) {
+            Some(stale) => stale,
+            None => {
+                self.counts.misses.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        };
+        let len = usize::from(c.len);
+        let msg = &c.data[..len];
+        let qn = &buf[HEADER_LEN..q.end];
+        if len > buf.len()
+            || msg.len() < q.end
+            || !msg[HEADER_LEN..q.end].eq_ignore_ascii_case(qn)
+            || msg[q.name_end..q.end] != buf[q.name_end..q.end]
+        {
+            self.counts.misses.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let id = [buf[0], buf[1]];
+        // The client's ID and question bytes (its letter case) stay.
+        buf[2..HEADER_LEN].copy_from_slice(&msg[2..HEADER_LEN]);
+        buf[q.end..len].copy_from_slice(&msg[q.end..len]);
+        buf[0] = id[0];
+        buf[1] = id[1];
+        let age = (now_ns.saturating_sub(c.stored_ns) / 1_000_000_000) as u32;
+        for &at in &c.ttl_at[..usize::from(c.nttl)] {
+            let at = usize::from(at);
+            let ttl = u32::from_be_bytes(buf[at..at + 4].try_into().unwrap());
+            let aged = if stale {
+                STALE_TTL
+            } else {
+                ttl.saturating_sub(age)
+            };
+            buf[at..at + 4].copy_from_slice(&aged.to_be_bytes());
+        }
+        if stale {
+            self.counts.stale_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        self.counts.hits.fetch_add(1, Ordering::Relaxed);
+        Some(len)
+    }
+
+    /// Removes the answers for `name` (wire form, any case), or with
+    /// `suffix` for `name` and every name below it; returns how many.
+    /// Control path: a scan of every entry.
+    pub fn purge(&self, name: &[u8], suffix: bool) -> usize {
+        self.store.purge(|msg| {
+            let Ok(q) = crate::wire::dns::parse_question(msg) else {
+                return true; // cannot be: kept answers parse
+            };
+            let held = q.name(msg);
+            if suffix {
+                crate::wire::dns::is_at_or_below(held, name)
+            } else {
+                held.eq_ignore_ascii_case(name)
+            }
+        })
+    }
+
+    /// Keeps the answer `msg` under `key` if it may be cached (see
+    /// `answer::analyse`); counts it uncacheable otherwise.
+    pub fn insert(&self, key: u64, msg: &[u8], now_ns: u64, settings: &Settings) {
+        let mut scratch = [0u8; MAX_MSG];
+        match answer::analyse(msg, settings, &mut scratch) {
+            Some(a) => {
+                let kept = self.store.put(
+                    key,
+                    &scratch[..msg.len()],
+                    &a.ttl_at[..a.nttl],
+                    now_ns,
+                    now_ns + u64::from(a.lifetime_s) * 1_000_000_000,
+                );
+                if kept {
+                    self.counts.inserts.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            None => {
+                self.counts.uncacheable.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
