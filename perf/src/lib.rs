@@ -58,6 +58,21 @@ pub fn rig_with_rules_text(
     backends: usize,
     rules: String,
 ) -> (Core, Snapshot, FrameEnv) {
+    rig_with(policy, backends, rules, "")
+}
+
+/// As [`rig`], with `pool` appended to the default pool's table (say
+/// `cache_entries = 4096`).
+pub fn rig_with_pool(policy: &str, backends: usize, pool: &str) -> (Core, Snapshot, FrameEnv) {
+    rig_with(policy, backends, String::new(), pool)
+}
+
+fn rig_with(
+    policy: &str,
+    backends: usize,
+    rules: String,
+    pool: &str,
+) -> (Core, Snapshot, FrameEnv) {
     let mut t = rules;
     t += "[[frontend]]\nlisten = \"192.0.2.53:53\"\n";
     for i in 0..backends {
@@ -68,7 +83,7 @@ pub fn rig_with_rules_text(
             i + 1
         );
     }
-    t += &format!("[pool.default]\npolicy = \"{policy}\"\n");
+    t += &format!("[pool.default]\npolicy = \"{policy}\"\n{pool}\n");
     let cfg = Config::parse(&t, "bench").unwrap();
     let table = Arc::new(InflightTable::new(1, 1024, 1 << 16));
     let core = Core::new(0, table, Arc::new(WorkerStats::default()));
@@ -118,4 +133,33 @@ pub fn dgram_roundtrip(
     buf[2] |= 0x80;
     let out = core.answer(&mut buf[..n], port, 2000, |b| b == backend);
     assert!(matches!(out, AnswerOutcome::ToClient { .. }));
+}
+
+/// One query through the core; if forwarded, the backend's answer (QR set,
+/// one A record, TTL 300) back. Returns whether the core answered it itself
+/// (a cache hit).
+#[inline]
+pub fn answered_roundtrip(
+    core: &mut Core,
+    snap: &Snapshot,
+    q: &[u8],
+    client: &Client,
+    buf: &mut [u8],
+    now: u64,
+) -> bool {
+    let n = q.len();
+    buf[..n].copy_from_slice(q);
+    match core.query(snap, 0, buf, n, client, now, |_| Ok(())) {
+        QueryOutcome::Forward { backend, port, .. } => {
+            buf[2] |= 0x80;
+            buf[7] = 1;
+            const RECORD: [u8; 16] = [0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1];
+            buf[n..n + 16].copy_from_slice(&RECORD);
+            let out = core.answer(&mut buf[..n + 16], port, now + 1000, |b| b == backend);
+            assert!(matches!(out, AnswerOutcome::ToClient { .. }));
+            false
+        }
+        QueryOutcome::Reply { .. } => true,
+        QueryOutcome::Drop(r) => panic!("dropped: {r:?}"),
+    }
 }
