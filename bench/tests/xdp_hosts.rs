@@ -272,7 +272,7 @@ fn cache_hits_are_answered_from_the_received_frame_on_a_plain_veth() {
         .pools
         .iter()
         .filter_map(|p| p.cache.as_ref())
-        .map(|c| c.counts.hits.load(std::sync::atomic::Ordering::Relaxed))
+        .map(|c| c.counts.totals().hits)
         .sum();
     assert_eq!(hits, 4);
 }

@@ -321,7 +321,7 @@ impl Core {
                 } else {
                     0
                 };
-                if let Some(n) = cache.answer(k, buf, &q, now_ns, stale_s) {
+                if let Some(n) = cache.answer(self.worker, k, buf, &q, now_ns, stale_s) {
                     stats.local_replies.inc();
                     return QueryOutcome::Reply { len: n };
                 }
@@ -637,7 +637,7 @@ impl Core {
                     if let Some(Some((cache, settings))) =
                         self.caches.get(usize::from(pending.pool))
                     {
-                        cache.insert(pending.cache_key, msg, now_ns, settings);
+                        cache.insert(self.worker, pending.cache_key, msg, now_ns, settings);
                     }
                 }
                 AnswerOutcome::ToClient { pending, delta }

@@ -469,7 +469,7 @@ pub fn render(r: Option<&Report>, v: &CtlView<'_>) -> String {
     }
     if !r.caches.is_empty() {
         type Field = fn(&dnsrail_engine::control::CacheReport) -> u64;
-        let series: [(&str, &str, &str, Field); 7] = [
+        let series: [(&str, &str, &str, Field); 8] = [
             ("dnsrail_cache_entries", "gauge", "Answers held by the pool's packet cache.", |c| c.entries),
             ("dnsrail_cache_capacity", "gauge", "Entries the pool's packet cache has room for.", |c| c.capacity),
             ("dnsrail_cache_hits_total", "counter", "Queries answered from the packet cache (stale ones included).", |c| c.hits),
@@ -477,6 +477,7 @@ pub fn render(r: Option<&Report>, v: &CtlView<'_>) -> String {
             ("dnsrail_cache_misses_total", "counter", "Cacheable queries the packet cache could not answer.", |c| c.misses),
             ("dnsrail_cache_inserts_total", "counter", "Answers kept by the packet cache.", |c| c.inserts),
             ("dnsrail_cache_uncacheable_total", "counter", "Answers to cacheable queries that could not be kept (TC, size, TTL 0, RCODE, no SOA ...).", |c| c.uncacheable),
+            ("dnsrail_cache_not_admitted_total", "counter", "Answers a full set turned away on their name's first miss there (the doorkeeper).", |c| c.not_admitted),
         ];
         for (name, kind, help, f) in series {
             head(&mut o, name, kind, help);

@@ -228,6 +228,8 @@ pub struct CacheReport {
     pub misses: u64,
     pub inserts: u64,
     pub uncacheable: u64,
+    #[serde(default)]
+    pub not_admitted: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
@@ -356,11 +358,12 @@ pub fn report(e: &Engine, started: Instant, with_rules: bool) -> Report {
                     pool: p.name.clone(),
                     capacity: c.capacity() as u64,
                     entries: c.len() as u64,
-                    hits: n(&c.counts.hits),
-                    stale_hits: n(&c.counts.stale_hits),
-                    misses: n(&c.counts.misses),
-                    inserts: n(&c.counts.inserts),
-                    uncacheable: n(&c.counts.uncacheable),
+                    hits: t.hits,
+                    stale_hits: t.stale_hits,
+                    misses: t.misses,
+                    inserts: t.inserts,
+                    uncacheable: t.uncacheable,
+                    not_admitted: t.not_admitted,
                 })
             })
             .collect(),

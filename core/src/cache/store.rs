@@ -5,10 +5,15 @@
 //! takes an entry with one compare-and-swap and skips its insert when the
 //! entry is held, so nobody waits.
 //!
-//! Eviction within a set: the same key, else an empty entry, else the one
-//! that expires first (an entry past its stale window expires first of
-//! all). One entry: 6 words of metadata, 8 of TTL offsets, 64 of message =
-//! 624 bytes.
+//! Each set has a tag line: its entries' keys side by side (so a miss
+//! reads one cache line, not four entries) and a doorkeeper. A full set
+//! admits a new key only on its second miss in a row there (TinyLFU's
+//! doorkeeper, S3-FIFO's ghost, in four words): a name asked once costs a
+//! lookup and one store, and does not push out an answer that is asked
+//! for. A set with room admits at once. Eviction within a set: the same
+//! key, else an empty entry, else the one that expires first. One entry:
+//! 6 words of metadata, 8 of TTL offsets, 64 of message = 624 bytes, and
+//! 16 bytes of tag line.
 
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
@@ -65,8 +70,21 @@ impl Default for Copied {
     }
 }
 
+/// A set's keys (a copy of each entry's, written under its lock) and
+/// its doorkeeper.
+#[repr(align(64))]
+#[derive(Default)]
+struct Tags {
+    keys: [AtomicU64; WAYS],
+    /// Keys turned away, in `WAYS` places chosen by the key's low bits: a
+    /// name's second miss finds itself there unless another name of the
+    /// same place missed in between.
+    door: [AtomicU64; WAYS],
+}
+
 pub(super) struct Store {
     entries: Box<[Entry]>,
+    tags: Box<[Tags]>,
     set_mask: usize,
     /// Entries holding an answer (changed only under an entry's lock).
     used: AtomicU64,
@@ -78,6 +96,7 @@ impl Store {
         let sets = Self::capacity_for(n) / WAYS;
         Store {
             entries: (0..sets * WAYS).map(|_| Entry::default()).collect(),
+            tags: (0..sets).map(|_| Tags::default()).collect(),
             set_mask: sets - 1,
             used: AtomicU64::new(0),
         }
@@ -95,57 +114,90 @@ impl Store {
         self.used.load(Ordering::Relaxed) as usize
     }
 
-    fn set(&self, key: u64) -> &[Entry] {
-        let s = (key >> 32) as usize & self.set_mask;
-        &self.entries[s * WAYS..(s + 1) * WAYS]
+    fn set_of(&self, key: u64) -> usize {
+        (key >> 32) as usize & self.set_mask
     }
 
-    /// Copies the entry under `key` into `out` if it is fresh at `now_ns`
-    /// (`Some(false)`), or expired less than `stale_ns` ago (`Some(true)`).
+    /// The entry that holds `key`, by its set's tag line.
     #[inline]
-    pub fn get(&self, key: u64, now_ns: u64, stale_ns: u64, out: &mut Copied) -> Option<bool> {
+    pub fn find(&self, key: u64) -> Option<usize> {
+        let s = self.set_of(key);
+        let t = &self.tags[s];
+        (0..WAYS)
+            .find(|&w| t.keys[w].load(Ordering::Relaxed) == key)
+            .map(|w| s * WAYS + w)
+    }
+
+    /// Whether an answer under `key` may go in: its set has it or has room,
+    /// or `key` missed there last time too (the doorkeeper). A refused
+    /// key is remembered.
+    #[inline]
+    pub fn admits(&self, key: u64) -> bool {
+        let t = &self.tags[self.set_of(key)];
         let r = Ordering::Relaxed;
-        for e in self.set(key) {
-            if e.key.load(r) != key {
-                continue;
-            }
-            let s1 = e.seq.load(Ordering::Acquire);
-            if s1 & 1 == 1 {
-                return None;
-            }
-            let expires = e.expires_ns.load(r);
-            let stale = now_ns >= expires;
-            if stale && now_ns - expires >= stale_ns {
-                return None;
-            }
-            let meta = e.meta.load(r);
-            let len = (meta & 0xffff) as usize;
-            let nttl = ((meta >> 16) & 0xff) as usize;
-            if len > MAX_MSG || nttl > MAX_TTLS {
-                return None;
-            }
-            out.stored_ns = e.stored_ns.load(r);
-            for (w, word) in e.data[..len.div_ceil(8)].iter().enumerate() {
-                out.data[w * 8..w * 8 + 8].copy_from_slice(&word.load(r).to_ne_bytes());
-            }
-            for (w, word) in e.ttl_at[..nttl.div_ceil(4)].iter().enumerate() {
-                let v = word.load(r);
-                for k in 0..4 {
-                    if let Some(t) = out.ttl_at.get_mut(w * 4 + k) {
-                        *t = (v >> (16 * k)) as u16;
-                    }
+        if t.keys.iter().any(|k| {
+            let k = k.load(r);
+            k == key || k == 0
+        }) {
+            return true;
+        }
+        let door = &t.door[key as usize % WAYS];
+        if door.load(r) == key {
+            return true;
+        }
+        door.store(key, r);
+        false
+    }
+
+    /// Copies entry `i` into `out` if it holds `key` and is fresh at
+    /// `now_ns` (`Some(false)`), or expired less than `stale_ns` ago
+    /// (`Some(true)`).
+    #[inline]
+    pub fn get(
+        &self,
+        i: usize,
+        key: u64,
+        now_ns: u64,
+        stale_ns: u64,
+        out: &mut Copied,
+    ) -> Option<bool> {
+        let r = Ordering::Relaxed;
+        let e = self.entries.get(i)?;
+        let s1 = e.seq.load(Ordering::Acquire);
+        if s1 & 1 == 1 {
+            return None;
+        }
+        let expires = e.expires_ns.load(r);
+        let stale = now_ns >= expires;
+        if stale && now_ns - expires >= stale_ns {
+            return None;
+        }
+        let meta = e.meta.load(r);
+        let len = (meta & 0xffff) as usize;
+        let nttl = ((meta >> 16) & 0xff) as usize;
+        if len > MAX_MSG || nttl > MAX_TTLS {
+            return None;
+        }
+        out.stored_ns = e.stored_ns.load(r);
+        for (w, word) in e.data[..len.div_ceil(8)].iter().enumerate() {
+            out.data[w * 8..w * 8 + 8].copy_from_slice(&word.load(r).to_ne_bytes());
+        }
+        for (w, word) in e.ttl_at[..nttl.div_ceil(4)].iter().enumerate() {
+            let v = word.load(r);
+            for k in 0..4 {
+                if let Some(t) = out.ttl_at.get_mut(w * 4 + k) {
+                    *t = (v >> (16 * k)) as u16;
                 }
             }
-            let key_again = e.key.load(r);
-            fence(Ordering::Acquire);
-            if e.seq.load(r) != s1 || key_again != key {
-                return None; // a writer came in: a miss, not a wait
-            }
-            out.len = len as u16;
-            out.nttl = nttl as u8;
-            return Some(stale);
         }
-        None
+        let key_again = e.key.load(r);
+        fence(Ordering::Acquire);
+        if e.seq.load(r) != s1 || key_again != key {
+            return None; // a writer came in: a miss, not a wait
+        }
+        out.len = len as u16;
+        out.nttl = nttl as u8;
+        Some(stale)
     }
 
     /// Empties every entry whose message `drop` says to drop; returns how
@@ -154,7 +206,7 @@ impl Store {
         let r = Ordering::Relaxed;
         let mut purged = 0;
         let mut c = Copied::default();
-        for e in self.entries.iter() {
+        for (i, e) in self.entries.iter().enumerate() {
             loop {
                 let key = e.key.load(r);
                 if key == 0 {
@@ -185,6 +237,7 @@ impl Store {
                 }
                 fence(Ordering::Release);
                 e.key.store(0, r);
+                self.tags[i / WAYS].keys[i % WAYS].store(0, r);
                 e.seq.store(s + 2, Ordering::Release);
                 self.used.fetch_sub(1, r);
                 purged += 1;
@@ -198,13 +251,14 @@ impl Store {
     /// writer (the insert is skipped).
     pub fn put(&self, key: u64, msg: &[u8], ttl_at: &[u16], now_ns: u64, expires_ns: u64) -> bool {
         let r = Ordering::Relaxed;
-        let set = self.set(key);
-        let victim = set
-            .iter()
-            .find(|e| e.key.load(r) == key)
-            .or_else(|| set.iter().find(|e| e.key.load(r) == 0))
-            .or_else(|| set.iter().min_by_key(|e| e.expires_ns.load(r)))
+        let s = self.set_of(key);
+        let (tags, set) = (&self.tags[s], &self.entries[s * WAYS..(s + 1) * WAYS]);
+        let w = (0..WAYS)
+            .find(|&w| tags.keys[w].load(r) == key)
+            .or_else(|| (0..WAYS).find(|&w| tags.keys[w].load(r) == 0))
+            .or_else(|| (0..WAYS).min_by_key(|&w| set[w].expires_ns.load(r)))
             .expect("a set has entries");
+        let victim = &set[w];
         let s = victim.seq.load(r);
         if s & 1 == 1
             || victim
@@ -236,6 +290,7 @@ impl Store {
             b[..chunk.len()].copy_from_slice(chunk);
             victim.data[w].store(u64::from_ne_bytes(b), r);
         }
+        tags.keys[w].store(key, r);
         victim.seq.store(s + 2, Ordering::Release);
         true
     }
