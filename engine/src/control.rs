@@ -352,8 +352,7 @@ pub fn report(e: &Engine, started: Instant, with_rules: bool) -> Report {
             .iter()
             .filter_map(|p| {
                 let c = p.cache.as_ref()?;
-                let n =
-                    |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+                let t = c.counts.totals();
                 Some(CacheReport {
                     pool: p.name.clone(),
                     capacity: c.capacity() as u64,
