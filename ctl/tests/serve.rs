@@ -1239,6 +1239,17 @@ fn cache_stats_and_purge_through_the_cli_api_and_metrics() {
         m.contains("dnsrail_cache_entries{pool=\"default\"} 1"),
         "{m}"
     );
+    // The dashboard's cache table, as a browser renders it.
+    let url = format!("http://{}/dashboard/", h.api_addr());
+    let out = chromium(
+        &["--virtual-time-budget=3000", "--dump-dom", &url],
+        &h.dir.join("chromium-profile"),
+    );
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains(r#"data-pool="default" data-hits="2""#) && dom.contains("66.7 %"),
+        "the cache table: {dom}"
+    );
     // Purge needs the token; a bad name is refused.
     let out = h.cli(
         &["cache", "purge", "www.example.com"],

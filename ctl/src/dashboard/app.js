@@ -182,6 +182,30 @@ function ruleRows(report, prevReport, dt) {
   }
 }
 
+/// Each pool's cache: hit rate over the last second and since start.
+function cacheRows(report, prevReport) {
+  const caches = report.caches || [];
+  $("cache-box").hidden = caches.length === 0;
+  const tbody = document.querySelector("#cache tbody");
+  tbody.textContent = "";
+  const before = new Map(((prevReport && prevReport.caches) || []).map(c => [c.pool, c]));
+  const rate = (h, m) => (h + m > 0 ? (100 * h / (h + m)).toFixed(1) + " %" : "–");
+  for (const c of caches) {
+    const p = before.get(c.pool);
+    const tr = document.createElement("tr");
+    tr.dataset.pool = c.pool;
+    tr.dataset.hits = c.hits;
+    const cells = [c.pool, p ? rate(c.hits - p.hits, c.misses - p.misses) : "–",
+      rate(c.hits, c.misses), fmt(c.entries) + " of " + fmt(c.capacity), fmt(c.stale_hits)];
+    for (const v of cells) {
+      const td = document.createElement("td");
+      td.textContent = v;
+      tr.appendChild(td);
+    }
+    tbody.appendChild(tr);
+  }
+}
+
 async function tick() {
   let report, backends, status;
   try {
@@ -232,6 +256,7 @@ async function tick() {
   backendRows(backends, state.backendsPrev, report, dt);
   state.backendsPrev = backends;
   ruleRows(report, last, dt);
+  cacheRows(report, last);
 
   const eng = status.engine || {};
   $("engine").className = "pill " + (eng.attached ? "ok" : "bad");
