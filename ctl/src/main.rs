@@ -402,7 +402,11 @@ fn change(a: &ApiArgs, path: &str) -> anyhow::Result<ExitCode> {
 }
 
 fn describe(cfg: &Config) -> String {
-    let snap = Snapshot::build(cfg, &mut Registry::default(), &Overrides::default(), 1);
+    // The snapshot shows the pools as the engine builds them, without
+    // allocating their packet caches (up to gigabytes) just to describe them.
+    let mut shape = cfg.clone();
+    shape.pools.values_mut().for_each(|p| p.cache_entries = 0);
+    let snap = Snapshot::build(&shape, &mut Registry::default(), &Overrides::default(), 1);
     let mut out = String::new();
     for f in snap.live_frontends() {
         out += &format!(
@@ -418,8 +422,14 @@ fn describe(cfg: &Config) -> String {
             .filter_map(|&id| snap.backend(id))
             .map(|b| format!("{} ({}, weight {})", b.name, b.addr, b.weight))
             .collect();
+        let entries = cfg.pool(&p.name).map_or(0, |c| c.cache_entries);
+        let cache = if entries > 0 {
+            format!(", cache {entries} entries")
+        } else {
+            String::new()
+        };
         out += &format!(
-            "pool {}: {}, when all down: {:?}; {}\n",
+            "pool {}: {}, when all down: {:?}{cache}; {}\n",
             p.name,
             p.policy.name(),
             p.when_all_down,
@@ -457,6 +467,12 @@ mod tests {
         .unwrap();
         let d = describe(&cfg);
         assert!(d.contains("frontend 192.0.2.53:53 -> pool default"), "{d}");
+        let mut big = cfg.clone();
+        big.pools.get_mut("default").unwrap().cache_entries = 1 << 24;
+        assert!(
+            describe(&big).contains("when all down: Servfail, cache 16777216 entries;"),
+            "a cache is described, not allocated (10 GiB)"
+        );
         assert!(
             d.contains(
                 "pool default: qname-hash, when all down: Servfail; r1 (10.0.0.1:53, weight 3)"
