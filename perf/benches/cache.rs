@@ -12,7 +12,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use dnsrail_core::wire::dns::build_query;
-use dnsrail_perf::{answered_roundtrip, bench_client, bench_queries, rig, rig_with_pool};
+use dnsrail_perf::{answered_roundtrip, bench_client, bench_queries, rig_with_pool};
 
 fn cache(c: &mut Criterion) {
     let mut g = c.benchmark_group("core_cache");
@@ -40,41 +40,20 @@ fn cache(c: &mut Criterion) {
     let many: Vec<Vec<u8>> = (0..65_536)
         .map(|i| build_query(7, &format!("m{i}.example.com"), 1))
         .collect();
-    let (mut core, snap, _) = rig_with_pool("round-robin", 4, "cache_entries = 1024");
-    core.begin_batch(&snap);
-    let mut i = 0usize;
-    g.bench_function("miss", |b| {
-        b.iter(|| {
-            answered_roundtrip(
-                &mut core,
-                &snap,
-                &many[i & 65_535],
-                &client,
-                &mut buf,
-                2_000,
-            );
-            i += 1;
-            black_box(&buf);
-        })
-    });
-
-    let (mut core, snap, _) = rig("round-robin", 4);
-    core.begin_batch(&snap);
-    let mut i = 0usize;
-    g.bench_function("forward", |b| {
-        b.iter(|| {
-            answered_roundtrip(
-                &mut core,
-                &snap,
-                &many[i & 65_535],
-                &client,
-                &mut buf,
-                2_000,
-            );
-            i += 1;
-            black_box(&buf);
-        })
-    });
+    // The same never-repeating names with a full cache, then without one.
+    for (name, pool) in [("miss", "cache_entries = 1024"), ("forward", "")] {
+        let (mut core, snap, _) = rig_with_pool("round-robin", 4, pool);
+        core.begin_batch(&snap);
+        let mut i = 0usize;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let q = &many[i & 65_535];
+                answered_roundtrip(&mut core, &snap, q, &client, &mut buf, 2_000);
+                i += 1;
+                black_box(&buf);
+            })
+        });
+    }
     g.finish();
 }
 
