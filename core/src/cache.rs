@@ -151,7 +151,7 @@ impl Cache {
         Store::capacity_for(entries)
     }
 
-    /// Entries holding an answer (fresh or not): a scan, for reports.
+    /// Entries holding an answer (fresh or not).
     pub fn len(&self) -> usize {
         self.store.len()
     }
@@ -200,22 +200,25 @@ impl Cache {
         {
             return miss();
         }
-        let id = [buf[0], buf[1]];
-        // The client's ID and question bytes (its letter case) stay.
+        // The client's ID (bytes 0-1) and question bytes (its letter case)
+        // stay; the rest is the kept answer.
         buf[2..HEADER_LEN].copy_from_slice(&msg[2..HEADER_LEN]);
         buf[q.end..len].copy_from_slice(&msg[q.end..len]);
-        buf[0] = id[0];
-        buf[1] = id[1];
         let age = (now_ns.saturating_sub(c.stored_ns) / 1_000_000_000) as u32;
         for &at in &c.ttl_at[..usize::from(c.nttl)] {
             let at = usize::from(at);
-            let ttl = u32::from_be_bytes(buf[at..at + 4].try_into().unwrap());
+            // Offsets lie inside the answer (the insert found them there);
+            // checked anyway: a bad entry is never a panic.
+            let Some(field) = buf[..len].get_mut(at..at + 4) else {
+                continue;
+            };
+            let ttl = u32::from_be_bytes([field[0], field[1], field[2], field[3]]);
             let aged = if stale {
                 STALE_TTL
             } else {
                 ttl.saturating_sub(age)
             };
-            buf[at..at + 4].copy_from_slice(&aged.to_be_bytes());
+            field.copy_from_slice(&aged.to_be_bytes());
         }
         if stale {
             counts.stale_hits.inc();
