@@ -410,31 +410,57 @@ fn a_reader_racing_a_writer_never_sees_a_torn_entry() {
         })
         .collect();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let writer = {
-        let (c, answers, stop) = (c.clone(), answers.clone(), stop.clone());
+        let (c, answers, stop, written) =
+            (c.clone(), answers.clone(), stop.clone(), written.clone());
         std::thread::spawn(move || {
             let mut i = 0usize;
-            while !stop.load(Ordering::Relaxed) && i < 2_000_000 {
+            while !stop.load(Ordering::Relaxed) && i < 20_000_000 {
                 c.insert(1, k, &answers[i % 2], 0, &settings());
                 i += 1;
+                written.store(i, Ordering::Relaxed);
+                // A short gap, so that some reads fit between two writes
+                // (a writer that never pauses leaves every read a miss).
+                for _ in 0..64 {
+                    std::hint::spin_loop();
+                }
             }
+            i
         })
     };
-    let mut hits = 0;
-    for _ in 0..200_000 {
-        if let Some(r) = look(&c, &q, NS, 0) {
-            hits += 1;
-            let body = &r[parse_question(&r).unwrap().end..];
-            let v = body[body.len() - 1];
-            assert!(
-                body.chunks(16).all(|rr| rr[12..16] == [v; 4]),
-                "torn: {body:?}"
-            );
+    // Reads until enough of them hit (bounded): every hit must be one of
+    // the two answers whole, never a mix.
+    let (mut hits, mut misses) = (0, 0);
+    for _ in 0..20_000_000 {
+        match look(&c, &q, NS, 0) {
+            Some(r) => {
+                hits += 1;
+                let body = &r[parse_question(&r).unwrap().end..];
+                let v = body[body.len() - 1];
+                assert!(
+                    body.chunks(16).all(|rr| rr[12..16] == [v; 4]),
+                    "torn: {body:?}"
+                );
+            }
+            None => misses += 1,
+        }
+        // Enough reads, and the writer really wrote meanwhile (on a busy
+        // machine it may get its CPU late).
+        if hits >= 20_000 && written.load(Ordering::Relaxed) >= 1_000 {
+            break;
         }
     }
     stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
-    assert!(hits > 0);
+    let writes = writer.join().unwrap();
+    assert!(
+        hits > 0,
+        "no read hit in 2 000 000 ({misses} misses, {writes} writes)"
+    );
+    assert!(
+        writes >= 1_000,
+        "the writer wrote {writes} times while the reader read"
+    );
 }
 
 #[test]
