@@ -7,24 +7,30 @@ use crate::fate::Ejection;
 use crate::wire::dns::build_query;
 
 fn two_workers() -> (Snapshot, Core, Core) {
+    two_workers_with("")
+}
+
+/// Two workers sharing one in-flight table over backend b1, with `extra`
+/// TOML appended (pool settings, rules).
+fn two_workers_with(extra: &str) -> (Snapshot, Core, Core) {
     let cfg = Config::parse(
-        r#"
+        &format!(
+            r#"
 [[frontend]]
 listen = "192.0.2.53:53"
 [[backend]]
 name = "b1"
 address = "10.9.0.11:53"
-"#,
+{extra}
+"#
+        ),
         "test",
     )
     .unwrap();
-    let snap = Snapshot::of_config(&cfg, 1).unwrap();
+    let snap = Snapshot::of_config(&cfg, 2).unwrap();
     let table = Arc::new(InflightTable::new(2, 2, 1 << 16));
-    let mut cores = (0..2).map(|w| {
-        let stats = Arc::new(WorkerStats::default());
-        Core::new(w, table.clone(), stats)
-    });
-    let (mut a, mut b) = (cores.next().unwrap(), cores.next().unwrap());
+    let mut a = Core::new(0, table.clone(), Arc::new(WorkerStats::default()));
+    let mut b = Core::new(1, table, Arc::new(WorkerStats::default()));
     a.begin_batch(&snap);
     b.begin_batch(&snap);
     (snap, a, b)
@@ -33,20 +39,11 @@ address = "10.9.0.11:53"
 /// Sends one query through `sender`; returns the backend's answer to it and
 /// the in-flight port it must arrive on.
 fn forward(snap: &Snapshot, sender: &mut Core) -> (Vec<u8>, u32) {
-    let client = Client {
-        ip: "198.51.100.7".parse().unwrap(),
-        port: 5353,
-        mac: [0; 6],
+    let (out, buf) = ask(snap, sender, 0x1234, "www.example.com", 1);
+    let QueryOutcome::Forward { port, .. } = out else {
+        panic!("forwarded: {out:?}");
     };
-    let q = build_query(0x1234, "www.example.com", 1);
-    let mut buf = q.clone();
-    buf.resize(512, 0);
-    let QueryOutcome::Forward { port, .. } =
-        sender.query(snap, 0, &mut buf, q.len(), &client, 1, |_| Ok(()))
-    else {
-        panic!("forwarded");
-    };
-    let mut answer = buf[..q.len()].to_vec();
+    let mut answer = buf[..build_query(0, "www.example.com", 1).len()].to_vec();
     answer[2] |= 0x80; // QR: the backend's answer, same ID and question
     (answer, port)
 }
@@ -192,31 +189,9 @@ fn an_ejected_backend_is_passed_over_before_the_next_snapshot() {
     );
 }
 
-/// Two workers over a pool with a packet cache; `rules` before it.
+/// Two workers over a pool with a packet cache, and `rules`.
 fn cached(rules: &str) -> (Snapshot, Core, Core) {
-    let cfg = Config::parse(
-        &format!(
-            r#"
-[[frontend]]
-listen = "192.0.2.53:53"
-[[backend]]
-name = "b1"
-address = "10.9.0.11:53"
-[pool.default]
-cache_entries = 1024
-{rules}
-"#
-        ),
-        "test",
-    )
-    .unwrap();
-    let snap = Snapshot::of_config(&cfg, 2).unwrap();
-    let table = Arc::new(InflightTable::new(2, 2, 1 << 16));
-    let mut a = Core::new(0, table.clone(), Arc::new(WorkerStats::default()));
-    let mut b = Core::new(1, table, Arc::new(WorkerStats::default()));
-    a.begin_batch(&snap);
-    b.begin_batch(&snap);
-    (snap, a, b)
+    two_workers_with(&format!("[pool.default]\ncache_entries = 1024\n{rules}"))
 }
 
 fn ask(snap: &Snapshot, core: &mut Core, id: u16, name: &str, now: u64) -> (QueryOutcome, Vec<u8>) {
