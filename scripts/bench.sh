@@ -9,9 +9,15 @@
 # Bounded: every step has a fixed duration (the default run takes 4–6
 # minutes); the namespaces and every process in them are removed on exit.
 #
+# `scripts/bench.sh cache` runs the cached pair instead: dnsrail over AF_XDP
+# with its packet cache against dnsdist with its own, on a mix of about 90 %
+# hits, into docs/bench/cache/ and the "compare-cache" section (2–3 minutes).
+#
 #   scripts/bench.sh                                    the full run
 #   scripts/bench.sh --rates 50000,100000 --secs 2      a shorter sweep
 #   scripts/bench.sh --contenders xdp,dnsdist           some contenders only
+#   scripts/bench.sh cache                              the cached pair
+#   scripts/bench.sh cache --hit-pct 80                 … on another mix
 #   target/release/dnsrail-bench compare --help         every option
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,5 +25,12 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "bench.sh: needs root (namespaces, XDP)" >&2; exit 1; }
 bash scripts/setup.sh >/dev/null
 cargo build --release -q -p dnsrail-engine -p dnsrail-bench
-DNSRAIL_BENCH_COMMAND="scripts/bench.sh${*:+ $*}" \
-    target/release/dnsrail-bench compare --out docs/bench --doc docs/benchmarks.md "$@"
+if [ "${1:-}" = cache ]; then
+    shift
+    DNSRAIL_BENCH_COMMAND="scripts/bench.sh cache${*:+ $*}" \
+        target/release/dnsrail-bench compare --contenders xdp-cache,dnsdist-cache \
+        --out docs/bench/cache --doc docs/benchmarks.md --section compare-cache "$@"
+else
+    DNSRAIL_BENCH_COMMAND="scripts/bench.sh${*:+ $*}" \
+        target/release/dnsrail-bench compare --out docs/bench --doc docs/benchmarks.md "$@"
+fi

@@ -3,7 +3,7 @@
 //! matches every answer to its query by ID and question, and reports loss,
 //! RCODEs and latency. Stops by itself at `queries` or `max_duration`.
 
-use crate::msg::query_for;
+use crate::msg::{mixed_query, HitMix};
 use dnsrail_engine::stats::{bucket_floor, bucket_of, quantile_us, HIST_BUCKETS};
 use dnsrail_engine::wire::dns;
 use std::io;
@@ -28,6 +28,8 @@ pub struct LoadSpec {
     pub max_duration: Duration,
     /// First sequence number (distinct runs ask distinct names).
     pub first: u64,
+    /// Ask a cache's mix of popular and new names instead of new names only.
+    pub mix: Option<HitMix>,
 }
 
 impl LoadSpec {
@@ -41,6 +43,7 @@ impl LoadSpec {
             timeout: Duration::from_secs(3),
             max_duration: Duration::from_secs(60),
             first: 0,
+            mix: None,
         }
     }
 }
@@ -188,9 +191,14 @@ pub fn run(spec: &LoadSpec) -> io::Result<LoadReport> {
             done.clone(),
             lost.clone(),
         );
-        let timeout = spec.timeout;
+        let (timeout, mix) = (spec.timeout, spec.mix);
         std::thread::spawn(move || {
-            receive(&socks, &slots, &outstanding, &done, start, timeout, &lost)
+            let until = Until {
+                done: &done,
+                start,
+                timeout,
+            };
+            receive(&socks, &slots, &outstanding, &until, mix, &lost)
         })
     };
 
@@ -231,7 +239,7 @@ pub fn run(spec: &LoadSpec) -> io::Result<LoadReport> {
         };
         let Some(id) = id else { break };
         let seq = spec.first + i;
-        query_for(seq, id, &mut q);
+        mixed_query(spec.mix, seq, id, &mut q);
         let k = s * 65536 + usize::from(id);
         slots.expired[k].store(false, Ordering::Relaxed);
         slots.seq[k].store(seq, Ordering::Relaxed);
@@ -262,6 +270,13 @@ pub fn run(spec: &LoadSpec) -> io::Result<LoadReport> {
     Ok(r)
 }
 
+/// When the receiver stops, and when it gives a query up.
+struct Until<'a> {
+    done: &'a AtomicBool,
+    start: Instant,
+    timeout: Duration,
+}
+
 /// Receives answers until `done`; every 100 ms counts queries older than
 /// `timeout` as lost and frees their IDs, so that a burst of losses (a
 /// balancer slow to notice a dead backend) does not hold the window of
@@ -270,11 +285,15 @@ fn receive(
     socks: &[UdpSocket],
     slots: &Slots,
     outstanding: &AtomicU64,
-    done: &AtomicBool,
-    start: Instant,
-    timeout: Duration,
+    until: &Until,
+    mix: Option<HitMix>,
     lost: &AtomicU64,
 ) -> LoadReport {
+    let Until {
+        done,
+        start,
+        timeout,
+    } = *until;
     let timeout_ns = timeout.as_nanos() as u64;
     let mut last_expiry = 0u64;
     let mut r = LoadReport {
@@ -330,7 +349,7 @@ fn receive(
                     }
                     continue;
                 }
-                query_for(seq, h.id(), &mut q);
+                mixed_query(mix, seq, h.id(), &mut q);
                 if msg.len() < q.len() || msg[12..q.len()] != q[12..] {
                     r.wrong_question += 1;
                     continue;

@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use dnsrail_bench::backend::{Backend, BackendSpec};
 use dnsrail_bench::compare;
 use dnsrail_bench::load::{run, LoadSpec};
-use dnsrail_bench::msg::AnswerSpec;
+use dnsrail_bench::msg::{AnswerSpec, HitMix};
 use dnsrail_engine::wire::dns::rcode;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,9 +71,13 @@ enum Cmd {
         /// Directory for results.json and the plots.
         #[arg(long, default_value = "docs/bench")]
         out: std::path::PathBuf,
-        /// Markdown file whose compare section is replaced.
+        /// Markdown file whose section is replaced.
         #[arg(long)]
         doc: Option<std::path::PathBuf>,
+        /// The section of --doc: the text between `<!-- NAME:begin -->` and
+        /// `<!-- NAME:end -->`.
+        #[arg(long, default_value = "compare")]
+        section: String,
     },
     /// A backend failing under load (needs root): two knotd backends, one
     /// killed, then silenced, behind dnsrail (`dnsrailctl serve`, AF_XDP)
@@ -110,6 +114,8 @@ enum Cmd {
         out: std::path::PathBuf,
         #[arg(long)]
         doc: Option<std::path::PathBuf>,
+        #[arg(long, default_value = "compare")]
+        section: String,
     },
     /// Send a bounded load and print what came back.
     Load {
@@ -133,6 +139,16 @@ enum Cmd {
         /// Print the report as JSON (with the latency histogram).
         #[arg(long)]
         json: bool,
+        /// First sequence number: runs with distinct ranges ask distinct
+        /// new names (so a cache holds none of them from an earlier run).
+        #[arg(long, default_value_t = 0)]
+        first: u64,
+        /// Percentage of queries that ask one of --hot-names popular names
+        /// (a cache's hits); the rest ask names never asked before.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100), default_value_t = 0)]
+        hot_pct: u8,
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000_000), default_value_t = 1000)]
+        hot_names: u32,
     },
 }
 
@@ -202,6 +218,7 @@ fn main() -> anyhow::Result<()> {
             dnsdist,
             out,
             doc,
+            section,
         } => {
             let me = std::env::current_exe()?;
             let beside = |n: &str| me.with_file_name(n).display().to_string();
@@ -213,7 +230,11 @@ fn main() -> anyhow::Result<()> {
             spec.command = std::env::var("DNSRAIL_BENCH_COMMAND")
                 .unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" "));
             let r = compare::run(&spec)?;
-            let md = compare::write(&r, &out, doc.as_deref())?;
+            let doc = doc.as_deref().map(|path| compare::Doc {
+                path,
+                section: &section,
+            });
+            let md = compare::write(&r, &out, doc)?;
             println!("{md}");
         }
         Cmd::Failover {
@@ -300,11 +321,20 @@ fn main() -> anyhow::Result<()> {
                 );
             }
         }
-        Cmd::Plot { results, out, doc } => {
+        Cmd::Plot {
+            results,
+            out,
+            doc,
+            section,
+        } => {
             let text = std::fs::read_to_string(&results)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", results.display()))?;
             let r: compare::report::Results = serde_json::from_str(&text)?;
-            println!("{}", compare::write(&r, &out, doc.as_deref())?);
+            let doc = doc.as_deref().map(|path| compare::Doc {
+                path,
+                section: &section,
+            });
+            println!("{}", compare::write(&r, &out, doc)?);
         }
         Cmd::Load {
             target,
@@ -315,8 +345,13 @@ fn main() -> anyhow::Result<()> {
             max_duration,
             max_loss_pct,
             json,
+            first,
+            hot_pct,
+            hot_names,
         } => {
             let mut spec = LoadSpec::new(target, queries);
+            spec.first = first;
+            spec.mix = (hot_pct > 0).then_some(HitMix { hot_pct, hot_names });
             spec.rate = rate;
             spec.sockets = sockets;
             spec.max_outstanding = max_outstanding;

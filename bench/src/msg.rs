@@ -146,18 +146,117 @@ fn big_answer(query: &[u8], q: &Question, edns: bool, bytes: usize, out: &mut Ve
 /// records for distinct names, every tenth an AAAA, every seventh a name under
 /// the NXDOMAIN suffix (a recursor's mix of hits, misses and negatives).
 pub fn query_for(i: u64, id: u16, out: &mut Vec<u8>) {
+    let (name, t) = name_for(i);
+    *out = dns::build_query(id, &name, t);
+}
+
+/// The name and type of [`query_for`]'s query `i`.
+pub fn name_for(i: u64) -> (String, u16) {
     let name = if i % 7 == 3 {
         format!("q{i}.nx.example")
     } else {
         format!("q{i}.load.example")
     };
-    let t = if i % 10 == 9 { qtype::AAAA } else { qtype::A };
+    (name, if i % 10 == 9 { qtype::AAAA } else { qtype::A })
+}
+
+/// A query mix for a cache: `hot_pct` % of the queries ask one of
+/// `hot_names` popular names (what a cache answers once it holds them), the
+/// rest ask names never asked before ([`name_for`]: a resolver's long tail,
+/// one in seven NXDOMAIN), so the share of hits does not grow with the
+/// length of a run. Which query is which follows from its sequence number
+/// alone, so that a receiver can rebuild the query an answer belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HitMix {
+    pub hot_pct: u8,
+    pub hot_names: u32,
+}
+
+impl HitMix {
+    /// The name and type of query `i`. Popular names are positive answers
+    /// (A, every tenth AAAA), so every cache keeps them alike; the tail's
+    /// NXDOMAIN names are never repeated, so the caches' differing negative
+    /// TTLs (RFC 2308's SOA MINIMUM or the SOA's own TTL) do not matter.
+    pub fn name_for(self, i: u64) -> (String, u16) {
+        let r = splitmix64(i);
+        if r % 100 < u64::from(self.hot_pct) && self.hot_names > 0 {
+            let k = (r >> 32) % u64::from(self.hot_names);
+            let t = if k % 10 == 9 { qtype::AAAA } else { qtype::A };
+            (format!("h{k}.hot.example"), t)
+        } else {
+            name_for(i)
+        }
+    }
+}
+
+/// Query `i` of the driver: [`query_for`], or of `mix` when given.
+pub fn mixed_query(mix: Option<HitMix>, i: u64, id: u16, out: &mut Vec<u8>) {
+    let (name, t) = match mix {
+        Some(m) => m.name_for(i),
+        None => name_for(i),
+    };
     *out = dns::build_query(id, &name, t);
+}
+
+/// Lines `first..first + n` of `mix` as a query file (`name TYPE`), as
+/// kxdpgun and dnsperf read one.
+pub fn mix_file(mix: HitMix, first: u64, n: u64) -> String {
+    let mut t = String::with_capacity(n as usize * 28);
+    for i in first..first + n {
+        let (name, q) = mix.name_for(i);
+        t.push_str(&name);
+        t.push_str(if q == qtype::AAAA { " AAAA\n" } else { " A\n" });
+    }
+    t
+}
+
+/// A well-mixed 64-bit hash of a counter (splitmix64's finaliser).
+fn splitmix64(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hit_mix_asks_popular_names_at_its_share_and_never_repeats_the_tail() {
+        let mix = HitMix {
+            hot_pct: 90,
+            hot_names: 1000,
+        };
+        let mut hot = std::collections::HashMap::new();
+        let mut tail = std::collections::HashSet::new();
+        for i in 0..100_000 {
+            let (name, t) = mix.name_for(i);
+            assert!(t == qtype::A || t == qtype::AAAA, "{name}");
+            if name.ends_with(".hot.example") {
+                *hot.entry(name).or_insert(0u32) += 1;
+            } else {
+                assert!(tail.insert(name.clone()), "{name} repeated");
+            }
+        }
+        let n: u32 = hot.values().sum();
+        assert!((89_000..91_000).contains(&n), "{n} popular of 100 000");
+        assert_eq!(hot.len(), 1000, "every popular name is asked");
+        // A repeatable sequence: the receiver rebuilds the query from i.
+        assert_eq!(mix.name_for(77), mix.name_for(77));
+        let plain = HitMix {
+            hot_pct: 0,
+            hot_names: 1000,
+        };
+        assert_eq!(plain.name_for(5), name_for(5));
+        let f = mix_file(mix, 10, 3);
+        assert_eq!(f.lines().count(), 3);
+        let (name, _) = mix.name_for(11);
+        assert!(
+            f.lines().nth(1).unwrap().starts_with(&format!("{name} ")),
+            "{f}"
+        );
+    }
 
     #[test]
     fn answers_a_aaaa_nxdomain_and_echoes_question() {

@@ -1,6 +1,7 @@
 //! The contenders of a comparison and how each is started on the namespace
 //! topology: one backend directly, dnsrail over AF_XDP, dnsrail over kernel
-//! sockets, and dnsdist. The three balancers serve the same VIP
+//! sockets, and dnsdist; then the cached pair, dnsrail over AF_XDP with its
+//! packet cache and dnsdist with its own. The balancers serve the same VIP
 //! (10.99.0.53:53) from the balancer namespace, pinned to CPU 1, in front
 //! of the same backends.
 
@@ -24,15 +25,21 @@ pub enum Kind {
     XdpBusy,
     Socket,
     Dnsdist,
+    /// The AF_XDP data plane with a packet cache in front of the backends.
+    XdpCache,
+    /// dnsdist with its packet cache.
+    DnsdistCache,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Direct,
         Kind::Xdp,
         Kind::XdpBusy,
         Kind::Socket,
         Kind::Dnsdist,
+        Kind::XdpCache,
+        Kind::DnsdistCache,
     ];
 
     pub fn slug(self) -> &'static str {
@@ -42,6 +49,8 @@ impl Kind {
             Kind::XdpBusy => "xdp-busy",
             Kind::Socket => "socket",
             Kind::Dnsdist => "dnsdist",
+            Kind::XdpCache => "xdp-cache",
+            Kind::DnsdistCache => "dnsdist-cache",
         }
     }
 
@@ -52,7 +61,20 @@ impl Kind {
             Kind::XdpBusy => "dnsrail AF_XDP, busy poll",
             Kind::Socket => "dnsrail sockets",
             Kind::Dnsdist => "dnsdist",
+            Kind::XdpCache => "dnsrail AF_XDP, packet cache",
+            Kind::DnsdistCache => "dnsdist, packet cache",
         }
+    }
+
+    /// A contender of the cached pair: its backends answer with records a
+    /// cache keeps, and it is measured on the hit mix.
+    pub fn cached(self) -> bool {
+        matches!(self, Kind::XdpCache | Kind::DnsdistCache)
+    }
+
+    /// dnsdist, with or without its cache.
+    pub fn is_dnsdist(self) -> bool {
+        matches!(self, Kind::Dnsdist | Kind::DnsdistCache)
     }
 
     pub fn is_balancer(self) -> bool {
@@ -74,11 +96,17 @@ impl Kind {
     }
 }
 
+/// Entries of each cached contender's cache: room for every popular name
+/// many times over (dnsrail: 80 MiB at 640 bytes an entry).
+pub const CACHE_ENTRIES: u32 = 131_072;
+
 /// The engine's configuration for `kind` (a dnsrail kind): one worker on
-/// CPU 1, the VIP as its frontend, `backends` backends on `backend_port`.
+/// CPU 1, the VIP as its frontend, `backends` backends on `backend_port`,
+/// and for the cached kind a packet cache of [`CACHE_ENTRIES`] at its
+/// defaults.
 pub fn engine_toml(kind: Kind, backends: usize, backend_port: u16) -> String {
     let (io, poll) = match kind {
-        Kind::Xdp => ("xdp", "adaptive"),
+        Kind::Xdp | Kind::XdpCache => ("xdp", "adaptive"),
         Kind::XdpBusy => ("xdp", "busy"),
         _ => ("socket", "adaptive"),
     };
@@ -93,15 +121,20 @@ pub fn engine_toml(kind: Kind, backends: usize, backend_port: u16) -> String {
             backend4(i)
         );
     }
+    if kind.cached() {
+        let _ = write!(t, "\n[pool.default]\ncache_entries = {CACHE_ENTRIES}\n");
+    }
     t
 }
 
 /// dnsdist's configuration: two UDP listeners on the VIP (one thread each,
 /// SO_REUSEPORT), two sockets per backend, round robin as dnsrail's default,
-/// no packet cache (neither has one), no security poll (no internet here),
-/// 16 MiB socket buffers as the engine asks for its own, health checks at
-/// their default (one query a second per backend).
-pub fn dnsdist_conf(backends: usize, backend_port: u16) -> String {
+/// no security poll (no internet here), 16 MiB socket buffers as the engine
+/// asks for its own, health checks at their default (one query a second per
+/// backend). With `cache`, the default pool gets a packet cache of
+/// [`CACHE_ENTRIES`] with dnsdist's defaults for everything else (20 shards
+/// so that its two threads do not share a lock, as its guide advises).
+pub fn dnsdist_conf(backends: usize, backend_port: u16, cache: bool) -> String {
     let mut t = format!(
         "setSecurityPollSuffix(\"\")\n\
          setLocal(\"{VIP4}:53\", {{reusePort=true}})\n\
@@ -115,6 +148,12 @@ pub fn dnsdist_conf(backends: usize, backend_port: u16) -> String {
             t,
             "newServer({{address=\"{}:{backend_port}\", name=\"be{i}\", sockets=2}})",
             backend4(i)
+        );
+    }
+    if cache {
+        let _ = writeln!(
+            t,
+            "getPool(\"\"):setCache(newPacketCache({CACHE_ENTRIES}, {{numberOfShards=20}}))"
         );
     }
     t
@@ -151,7 +190,7 @@ impl Running {
         let log = work.join(format!("{}-{backend_port}.log", kind.slug()));
         let (pid, control) = match kind {
             Kind::Direct => (None, None),
-            Kind::Xdp | Kind::XdpBusy | Kind::Socket => {
+            Kind::Xdp | Kind::XdpBusy | Kind::Socket | Kind::XdpCache => {
                 let cfg = work.join(format!("{}.toml", kind.slug()));
                 std::fs::write(&cfg, engine_toml(kind, backends, backend_port))?;
                 let sock = work.join(format!("{}.sock", kind.slug()));
@@ -165,9 +204,9 @@ impl Running {
                 )?;
                 (Some(pid), Some(sock))
             }
-            Kind::Dnsdist => {
-                let cfg = work.join("dnsdist.conf");
-                std::fs::write(&cfg, dnsdist_conf(backends, backend_port))?;
+            Kind::Dnsdist | Kind::DnsdistCache => {
+                let cfg = work.join(format!("{}.conf", kind.slug()));
+                std::fs::write(&cfg, dnsdist_conf(backends, backend_port, kind.cached()))?;
                 let c = cfg.display().to_string();
                 let args = [
                     "-c",
@@ -247,22 +286,31 @@ mod tests {
 
     #[test]
     fn engine_config_is_valid_and_pinned() {
-        for kind in [Kind::Xdp, Kind::XdpBusy, Kind::Socket] {
+        for kind in [Kind::Xdp, Kind::XdpBusy, Kind::Socket, Kind::XdpCache] {
             let t = engine_toml(kind, 2, 5301);
             let c = dnsrail_engine::config::Config::parse(&t, "compare.toml")
                 .unwrap_or_else(|e| panic!("{e}\n{t}"));
             assert_eq!(c.backends.len(), 2);
             assert_eq!(c.engine.cpus, Some(vec![1]));
             assert!(t.contains("10.99.0.22:5301"), "{t}");
+            let cache = c.pools.get("default").map_or(0, |p| p.cache_entries);
+            let want = if kind.cached() { CACHE_ENTRIES } else { 0 };
+            assert_eq!(cache as u64, u64::from(want), "{kind:?}");
         }
     }
 
     #[test]
     fn dnsdist_config_names_every_backend_once() {
-        let t = dnsdist_conf(3, 53);
+        let t = dnsdist_conf(3, 53, false);
         assert_eq!(t.matches("newServer(").count(), 3);
         assert!(t.contains("address=\"10.99.0.23:53\""));
         assert!(t.contains("setSecurityPollSuffix(\"\")"));
+        assert!(!t.contains("PacketCache"));
+        let t = dnsdist_conf(2, 5302, true);
+        assert!(
+            t.contains("getPool(\"\"):setCache(newPacketCache(131072, {numberOfShards=20}))"),
+            "{t}"
+        );
     }
 
     #[test]

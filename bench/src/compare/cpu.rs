@@ -137,6 +137,22 @@ pub fn udp_overflows(ns: &str) -> u64 {
     m.get("RcvbufErrors").copied().unwrap_or(0) + m.get("SndbufErrors").copied().unwrap_or(0)
 }
 
+/// UDP datagrams delivered to sockets in namespace `ns` (its InDatagrams).
+/// On a backend host of the cached pair: the queries its synthetic backend
+/// received (the XDP responder's never reach a socket).
+pub fn udp_in(ns: &str) -> u64 {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "cat", "/proc/net/snmp"])
+        .output();
+    parse_udp_snmp(
+        &out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default(),
+    )
+    .get("InDatagrams")
+    .copied()
+    .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

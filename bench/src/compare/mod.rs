@@ -11,9 +11,17 @@
 //! 5. latency against the latency-mix backends (a recursor's cache hits and
 //!    misses).
 //!
+//! The cached pair (dnsrail with its packet cache, dnsdist with its own) goes
+//! through the same five steps on the hit mix (`--hit-pct` % of queries ask
+//! one of `--hot-names` popular names, the rest names never asked before),
+//! and each step counts the queries that reached the backends, which gives
+//! the hit rate the same way for both.
+//!
 //! Backends: the XDP responder on port 53 (answers in the driver: not the
-//! limit) and the synthetic socket backend with the delay mix on port 5301,
-//! both in every backend namespace. CPU 1 is the balancer's; the load
+//! limit), the synthetic socket backend with the delay mix on port 5301 and,
+//! for the cached pair, the synthetic socket backend answering at once on
+//! port 5302 (the XDP responder's answers hold no record a cache keeps),
+//! all in every backend namespace. CPU 1 is the balancer's; the load
 //! generators, the backends' user space and the switch's frame processing
 //! run on CPU 0. Everything is bounded: each tool has a duration and a
 //! timeout, and the topology (with every process in it) is torn down on
@@ -25,6 +33,7 @@ pub mod plot;
 pub mod report;
 pub mod tools;
 
+use crate::msg::HitMix;
 use crate::netns::{backend4, Topo};
 use anyhow::{bail, Context};
 use contender::{Bins, Kind, Running};
@@ -32,9 +41,13 @@ use cpu::Sample;
 use report::{Fixed, Results, Row, Step, HELD_PCT};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use tools::Queries;
 
 /// Port of the latency-mix backends (the XDP responder has port 53).
 pub const MIX_PORT: u16 = 5301;
+/// Port of the cached pair's backends: synthetic, answering at once with
+/// records (TTL 300) a cache keeps.
+pub const CACHE_PORT: u16 = 5302;
 
 /// A comparison: what to run (the command-line options of
 /// `dnsrail-bench compare`), with which binaries.
@@ -45,7 +58,8 @@ pub struct Spec {
     pub prefix: String,
     #[arg(long, value_parser = backend_count, default_value = "2")]
     pub backends: usize,
-    /// Contenders, comma-separated.
+    /// Contenders, comma-separated (the cached pair, xdp-cache and
+    /// dnsdist-cache, runs on its own: `scripts/bench.sh cache`).
     #[arg(
         long,
         value_enum,
@@ -87,6 +101,12 @@ pub struct Spec {
     pub mix_delay_ms: u64,
     #[arg(long, value_parser = fraction, default_value_t = 0.2)]
     pub mix_fraction: f64,
+    /// The cached pair's queries: this percentage asks one of --hot-names
+    /// popular names, the rest ask names never asked before.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100), default_value_t = 90)]
+    pub hit_pct: u8,
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000), default_value_t = 1000)]
+    pub hot_names: u32,
     /// Set by the caller, not an option.
     #[arg(skip)]
     pub bins: Bins,
@@ -168,7 +188,7 @@ pub fn run(spec: &Spec) -> anyhow::Result<Results> {
     for t in ["kxdpgun", "dnsperf", "taskset", "ip"] {
         which(t)?;
     }
-    let dnsdist_version = if spec.contenders.contains(&Kind::Dnsdist) {
+    let dnsdist_version = if spec.contenders.iter().any(|k| k.is_dnsdist()) {
         Some(contender::dnsdist_version(&spec.bins.dnsdist)?)
     } else {
         None
@@ -207,6 +227,9 @@ pub fn run(spec: &Spec) -> anyhow::Result<Results> {
             bound,
             &["--delay-ms", &delay, "--delay-fraction", &frac],
         )?;
+        if spec.contenders.iter().any(|k| k.cached()) {
+            topo.synthetic_backend(&spec.bins.bench, i, CACHE_PORT, Some(0), bound, &[])?;
+        }
         topo.wait_udp("cli", format!("{}:53", backend4(i)).parse()?)?;
     }
 
@@ -226,9 +249,47 @@ pub fn run(spec: &Spec) -> anyhow::Result<Results> {
         lat_rate: spec.lat_rate,
         mix_rate: spec.mix_rate,
         mix: (spec.mix_delay_ms, spec.mix_fraction),
+        hit_mix: spec
+            .contenders
+            .iter()
+            .any(|k| k.cached())
+            .then(|| spec.hit_mix()),
         open_loop: tools::open_loop_generator().to_string(),
         rows,
     })
+}
+
+impl Spec {
+    /// The cached pair's query mix.
+    pub fn hit_mix(&self) -> HitMix {
+        HitMix {
+            hot_pct: self.hit_pct,
+            hot_names: self.hot_names,
+        }
+    }
+}
+
+/// Queries that reached the backends' sockets (the synthetic backends of
+/// the cached pair; the XDP responder answers before any socket).
+struct BackendQueries<'a> {
+    topo: &'a Topo,
+    backends: usize,
+}
+
+impl BackendQueries<'_> {
+    fn now(&self) -> u64 {
+        (1..=self.backends)
+            .map(|i| cpu::udp_in(&self.topo.ns(&format!("be{i}"))))
+            .sum()
+    }
+
+    /// Runs `f` and returns its result with the queries the backends
+    /// received meanwhile.
+    fn during<T>(&self, f: impl FnOnce() -> T) -> (T, u64) {
+        let before = self.now();
+        let t = f();
+        (t, self.now().saturating_sub(before))
+    }
 }
 
 fn measure(
@@ -241,34 +302,48 @@ fn measure(
     let cli = topo.ns("cli");
     let lb = topo.ns("lb");
     let target = kind.target(53);
-    let r = Running::start(topo, kind, &spec.bins, work, spec.backends, 53)?;
+    let queries = Queries {
+        names: names.to_path_buf(),
+        mix: kind.cached().then(|| spec.hit_mix()),
+        work: work.to_path_buf(),
+    };
+    let port = if kind.cached() { CACHE_PORT } else { 53 };
+    let r = Running::start(topo, kind, &spec.bins, work, spec.backends, port)?;
+    let counted = |n: u64| kind.cached().then_some(n);
 
     let latency = latency_run(
         spec,
         topo,
         target,
-        spec.lat_rate,
-        spec.lat_queries,
+        (spec.lat_rate, spec.lat_queries),
+        &queries,
         "latency",
     )?;
+    let bq = BackendQueries {
+        topo,
+        backends: spec.backends,
+    };
 
     let fixed = if kind.is_balancer() {
         let s = Sample::now(r.pid);
-        let gun = tools::kxdpgun(
-            &spec.bins.bench,
-            &cli,
-            target,
-            spec.cpu_rate,
-            spec.cpu_secs,
-            names,
-        )?;
+        let (gun, sent_on) = bq.during(|| {
+            tools::kxdpgun(
+                &spec.bins.bench,
+                &cli,
+                target,
+                spec.cpu_rate,
+                spec.cpu_secs,
+                &queries,
+            )
+        });
+        let gun = gun?;
         let usage = s.usage_during(Some(spec.cpu_secs as f64));
         let answered = gun.answered_pps * spec.cpu_secs as f64;
         let per = |s: Option<f64>| s.filter(|_| answered > 0.0).map(|p| p * 1e6 / answered);
         let us = per(usage.proc_s);
         let user_us = per(usage.proc_user_s);
         log(format!(
-            "  CPU at {} qps: {us:?} µs/query, {gun:?}",
+            "  CPU at {} qps: {us:?} µs/query, {gun:?}, backends asked {sent_on}",
             spec.cpu_rate
         ));
         Some(Fixed {
@@ -278,6 +353,7 @@ fn measure(
             usage,
             us_per_query: us,
             user_us_per_query: user_us,
+            backend_queries: counted(sent_on),
         })
     } else {
         None
@@ -288,7 +364,9 @@ fn measure(
         let before = r.report();
         let udp0 = cpu::udp_overflows(&lb);
         let s = Sample::now(r.pid);
-        let gun = tools::kxdpgun(&spec.bins.bench, &cli, target, rate, spec.secs, names)?;
+        let (gun, sent_on) =
+            bq.during(|| tools::kxdpgun(&spec.bins.bench, &cli, target, rate, spec.secs, &queries));
+        let gun = gun?;
         // Percentages over the seconds kxdpgun sent, not its start-up.
         let usage = s.usage_during(Some(spec.secs as f64));
         let udp_overflows = cpu::udp_overflows(&lb).saturating_sub(udp0);
@@ -297,7 +375,7 @@ fn measure(
             _ => Default::default(),
         };
         log(format!(
-            "  offered {rate}: sent {:.0}/s answered {:.0}/s ({:.2} %), CPU {:?}, balancer {:?} %, drops {:?}, UDP overflows {udp_overflows}",
+            "  offered {rate}: sent {:.0}/s answered {:.0}/s ({:.2} %), CPU {:?}, balancer {:?} %, drops {:?}, UDP overflows {udp_overflows}, backends asked {sent_on}",
             gun.sent_pps, gun.answered_pps, gun.answered_pct, usage.cpu_busy_pct, usage.proc_pct, engine_drops
         ));
         let failed = gun.answered_pct < HELD_PCT;
@@ -308,14 +386,19 @@ fn measure(
             engine_drops,
             udp_overflows,
             secs: spec.secs,
+            backend_queries: counted(sent_on),
         });
         if failed {
             break;
         }
     }
 
-    let perf = tools::dnsperf(&cli, target, spec.perf_secs, names)?;
+    let perf = tools::dnsperf(&cli, target, spec.perf_secs, &queries)?;
     log(format!("  dnsperf: {perf:?}"));
+    let engine_cache = r.report().and_then(|rep| rep.caches.into_iter().next());
+    if let Some(c) = &engine_cache {
+        log(format!("  engine cache: {c:?}"));
+    }
     r.stop(topo)?;
 
     let mix_target = kind.target(MIX_PORT);
@@ -324,8 +407,8 @@ fn measure(
         spec,
         topo,
         mix_target,
-        spec.mix_rate,
-        spec.mix_queries,
+        (spec.mix_rate, spec.mix_queries),
+        &queries,
         "latency mix",
     )?;
     r.stop(topo)?;
@@ -336,6 +419,7 @@ fn measure(
         fixed,
         latency: Some(latency),
         mix: Some(mix),
+        engine_cache,
     })
 }
 
@@ -349,12 +433,13 @@ fn latency_run(
     spec: &Spec,
     topo: &Topo,
     target: std::net::SocketAddr,
-    rate: u64,
-    queries: u64,
+    (rate, n): (u64, u64),
+    queries: &Queries,
     what: &str,
 ) -> anyhow::Result<tools::Load> {
+    let run = queries.driver();
     topo.set_rps("0")?;
-    let l = tools::load(&spec.bins.bench, &topo.ns("cli"), target, rate, queries);
+    let l = tools::load(&spec.bins.bench, &topo.ns("cli"), target, rate, n, &run);
     topo.set_rps("1")?;
     let l = l?;
     log(format!(
@@ -420,26 +505,56 @@ impl Drop for RemoveDir {
     }
 }
 
+/// Where the markdown of a comparison goes: the section between
+/// `<!-- NAME:begin -->` and `<!-- NAME:end -->` of a document.
+#[derive(Clone, Copy, Debug)]
+pub struct Doc<'a> {
+    pub path: &'a Path,
+    pub section: &'a str,
+}
+
 /// Writes results.json and the plots into `dir`, and the markdown section
-/// into `doc` when given. Returns the markdown.
-pub fn write(r: &Results, dir: &Path, doc: Option<&Path>) -> anyhow::Result<String> {
+/// into `doc` when given (its links lead from the document to `dir`).
+/// Returns the markdown.
+pub fn write(r: &Results, dir: &Path, doc: Option<Doc>) -> anyhow::Result<String> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(
         dir.join("results.json"),
         serde_json::to_string_pretty(r)? + "\n",
     )?;
     plot::all(r, dir)?;
-    let md = r.markdown();
-    if let Some(doc) = doc {
-        let text = std::fs::read_to_string(doc).with_context(|| doc.display().to_string())?;
-        std::fs::write(doc, report::splice(&text, &md))?;
-    }
+    let Some(doc) = doc else {
+        return Ok(r.markdown_linking(&dir.display().to_string()));
+    };
+    let md = r.markdown_linking(&relative(dir, doc.path.parent().unwrap_or(Path::new(""))));
+    let text = std::fs::read_to_string(doc.path).with_context(|| doc.path.display().to_string())?;
+    std::fs::write(doc.path, report::splice(&text, doc.section, &md))?;
     Ok(md)
+}
+
+/// `dir` as seen from `from` when it lies below it (`docs/bench` from
+/// `docs` is `bench`), else as given.
+fn relative(dir: &Path, from: &Path) -> String {
+    match dir.strip_prefix(from) {
+        Ok(rel) if rel == Path::new("") => ".".into(),
+        Ok(rel) if from != Path::new("") => rel.display().to_string(),
+        _ => dir.display().to_string(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_lead_from_the_document_to_the_plots() {
+        let p = Path::new;
+        assert_eq!(relative(p("docs/bench"), p("docs")), "bench");
+        assert_eq!(relative(p("docs/bench/cache"), p("docs")), "bench/cache");
+        assert_eq!(relative(p("/tmp/x"), p("docs")), "/tmp/x");
+        assert_eq!(relative(p("out"), p("")), "out");
+        assert_eq!(relative(p("docs"), p("docs")), ".");
+    }
 
     #[test]
     fn names_are_valid_queries_with_some_nxdomain() {

@@ -36,14 +36,13 @@ fn color(k: Kind) -> RGBColor {
         Kind::XdpBusy => RGBColor(255, 127, 14),
         Kind::Socket => RGBColor(31, 119, 180),
         Kind::Dnsdist => RGBColor(44, 160, 44),
+        Kind::XdpCache => RGBColor(148, 103, 189),
+        Kind::DnsdistCache => RGBColor(140, 86, 75),
     }
 }
 
 fn name(r: &Results, k: Kind) -> String {
-    match (k, &r.dnsdist_version) {
-        (Kind::Dnsdist, Some(v)) => format!("dnsdist {v}"),
-        _ => k.label().to_string(),
-    }
+    r.label(k)
 }
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;

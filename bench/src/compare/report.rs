@@ -5,6 +5,8 @@
 use super::contender::Kind;
 use super::cpu::Usage;
 use super::tools::{Gun, Load, Perf};
+use crate::msg::HitMix;
+use dnsrail_engine::control::CacheReport;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -21,6 +23,9 @@ pub struct Step {
     #[serde(default)]
     pub udp_overflows: u64,
     pub secs: u64,
+    /// The cached pair: queries that reached the backends during the step.
+    #[serde(default)]
+    pub backend_queries: Option<u64>,
 }
 
 /// The balancer's cost at a fixed offered rate.
@@ -35,6 +40,28 @@ pub struct Fixed {
     /// Its user-space part.
     #[serde(default)]
     pub user_us_per_query: Option<f64>,
+    /// The cached pair: queries that reached the backends meanwhile.
+    #[serde(default)]
+    pub backend_queries: Option<u64>,
+}
+
+impl Fixed {
+    /// Share of answered queries that did not reach a backend, percent.
+    pub fn hit_pct(&self) -> Option<f64> {
+        let answered = self.gun.answered_pps * self.secs as f64;
+        hit_pct(self.backend_queries?, answered)
+    }
+}
+
+impl Step {
+    pub fn hit_pct(&self) -> Option<f64> {
+        let answered = self.gun.answered_pps * self.secs as f64;
+        hit_pct(self.backend_queries?, answered)
+    }
+}
+
+fn hit_pct(backend: u64, answered: f64) -> Option<f64> {
+    (answered > 0.0).then(|| (100.0 * (1.0 - backend as f64 / answered)).max(0.0))
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -47,6 +74,9 @@ pub struct Row {
     pub latency: Option<Load>,
     /// The same against the latency-mix backends.
     pub mix: Option<Load>,
+    /// dnsrail with a cache: its own counts at the end of the dnsperf run.
+    #[serde(default)]
+    pub engine_cache: Option<CacheReport>,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -62,6 +92,9 @@ pub struct Results {
     pub mix_rate: u64,
     /// (delay ms, fraction of answers delayed) of the mix backends.
     pub mix: (u64, f64),
+    /// The cached pair's query mix, when it ran.
+    #[serde(default)]
+    pub hit_mix: Option<HitMix>,
     /// The open-loop generator of the sweep and the CPU figure.
     #[serde(default = "kxdpgun")]
     pub open_loop: String,
@@ -199,15 +232,23 @@ impl Results {
         self.rows.iter().find(|r| r.kind == kind)
     }
 
-    fn label(&self, kind: Kind) -> String {
+    /// The contender's name in tables and plots (dnsdist with its version).
+    pub fn label(&self, kind: Kind) -> String {
         match (kind, &self.dnsdist_version) {
             (Kind::Dnsdist, Some(v)) => format!("dnsdist {v}"),
+            (Kind::DnsdistCache, Some(v)) => format!("dnsdist {v}, packet cache"),
             _ => kind.label().to_string(),
         }
     }
 
-    /// The results section of docs/benchmarks.md.
+    /// The results section of docs/benchmarks.md, its plots in docs/bench.
     pub fn markdown(&self) -> String {
+        self.markdown_linking("bench")
+    }
+
+    /// The results section, with links to the plots and results.json in
+    /// `plots` (relative to the document).
+    pub fn markdown_linking(&self, plots: &str) -> String {
         let mut m = String::new();
         let direct_p99 = self.row(Kind::Direct).and_then(Row::p99);
         let cpu_rate = self
@@ -220,65 +261,39 @@ impl Results {
             "Run of {}, {} CPUs, {} backends. Command:\n\n    {}\n",
             self.date, self.cpus, self.backends, self.command
         );
-        let _ = writeln!(
-            m,
-            "| contender | max qps, ≥ 99 % answered ({}, {} s steps) | limited by | dnsperf qps (avg latency) | p50 / p99 at {} qps | p99 added over direct | balancer CPU µs/query at {} qps |",
-            self.open_loop,
-            self.secs,
-            num(self.lat_rate as f64),
-            num(cpu_rate as f64)
-        );
-        m.push_str("|---|---|---|---|---|---|---|\n");
-        for r in &self.rows {
-            let lat = opt(r.latency.as_ref(), |l| {
-                format!(
-                    "{} / {} µs",
-                    opt(l.p50_us, |v| v.to_string()),
-                    opt(l.p99_us, |v| v.to_string())
-                )
-            });
-            let added = match (r.kind, r.p99(), direct_p99) {
-                (Kind::Direct, ..) => "–".into(),
-                (_, Some(a), Some(d)) => format!("{} µs", a as i64 - d as i64),
-                _ => "–".into(),
-            };
-            let cpu = opt(r.fixed.as_ref(), |f| {
-                if r.kind == Kind::XdpBusy {
-                    return format!(
-                        "spins: {} of a core ({:.1} %)",
-                        opt(f.usage.proc_pct, |p| format!("{p:.0} %")),
-                        f.gun.answered_pct
-                    );
-                }
-                // Share of one core over the seconds kxdpgun sent.
-                let share = f.usage.proc_s.map(|s| 100.0 * s / f.secs.max(1) as f64);
-                format!(
-                    "{} (user {}; {} of a core; {:.1} % answered)",
-                    opt(f.us_per_query, |v| format!("**{v:.2}**")),
-                    opt(f.user_us_per_query, |v| format!("{v:.2}")),
-                    opt(share, |p| format!("{p:.0} %")),
-                    f.gun.answered_pct
-                )
-            });
+        let plain: Vec<&Row> = self.rows.iter().filter(|r| !r.kind.cached()).collect();
+        if !plain.is_empty() {
             let _ = writeln!(
                 m,
-                "| {} | **{}** | {} | {} | {} | {} | {} |",
-                self.label(r.kind),
-                num(r.max_qps()),
-                r.bottleneck(),
-                opt(r.perf, |p| format!(
-                    "{} ({} µs, {:.2} % completed)",
-                    num(p.qps),
-                    num(p.avg_latency_us),
-                    p.completed_pct
-                )),
-                lat,
-                added,
-                cpu
+                "| contender | max qps, ≥ 99 % answered ({}, {} s steps) | limited by | dnsperf qps (avg latency) | p50 / p99 at {} qps | p99 added over direct | balancer CPU µs/query at {} qps |",
+                self.open_loop,
+                self.secs,
+                num(self.lat_rate as f64),
+                num(cpu_rate as f64)
             );
+            m.push_str("|---|---|---|---|---|---|---|\n");
+            for r in plain {
+                let added = match (r.kind, r.p99(), direct_p99) {
+                    (Kind::Direct, ..) => "–".into(),
+                    (_, Some(a), Some(d)) => format!("{} µs", a as i64 - d as i64),
+                    _ => "–".into(),
+                };
+                let _ = writeln!(
+                    m,
+                    "| {} | **{}** | {} | {} | {} | {} | {} |",
+                    self.label(r.kind),
+                    num(r.max_qps()),
+                    r.bottleneck(),
+                    perf_cell(r),
+                    latency_cell(r),
+                    added,
+                    cpu_cell(r)
+                );
+            }
+            m.push('\n');
+            m.push_str(&self.targets());
         }
-        m.push('\n');
-        m.push_str(&self.targets());
+        m.push_str(&self.cached_section(cpu_rate));
         let _ = writeln!(
             m,
             "\nWith the latency-mix backends ({} % of answers after {} ms, the rest at once), our load driver at {} qps:\n",
@@ -303,11 +318,91 @@ impl Results {
                 );
             }
         }
-        m.push_str(
-            "\nPlots: [answered vs offered](bench/answered_vs_offered.png), \
-             [latency histogram](bench/latency_histogram.png), \
-             [CPU per query](bench/cpu_per_query.png); raw figures in \
-             [bench/results.json](bench/results.json).\n",
+        let _ = writeln!(
+            m,
+            "\nPlots: [answered vs offered]({plots}/answered_vs_offered.png), \
+             [latency histogram]({plots}/latency_histogram.png), \
+             [CPU per query]({plots}/cpu_per_query.png); raw figures in \
+             [{plots}/results.json]({plots}/results.json)."
+        );
+        m
+    }
+
+    /// The cached pair's table and targets (issue #15), when it ran.
+    fn cached_section(&self, cpu_rate: u64) -> String {
+        let mut m = String::new();
+        let rows: Vec<&Row> = self.rows.iter().filter(|r| r.kind.cached()).collect();
+        let Some(mix) = self.hit_mix.filter(|_| !rows.is_empty()) else {
+            return m;
+        };
+        let _ = writeln!(
+            m,
+            "\nThe cached pair, each cache {} entries, in front of synthetic backends answering at once (A and AAAA records, TTL 300). Query mix: {} % of queries ask one of {} popular names, the rest names never asked before (one in seven NXDOMAIN). Hits: answered queries that reached no backend (datagrams the backends' sockets received, counted in their namespaces).\n",
+            num(f64::from(super::contender::CACHE_ENTRIES)),
+            mix.hot_pct,
+            num(f64::from(mix.hot_names)),
+        );
+        let _ = writeln!(
+            m,
+            "| contender | hits at {} qps | max qps, ≥ 99 % answered ({}, {} s steps) (hits at it) | limited by | dnsperf qps (avg latency) | p50 / p99 at {} qps | balancer CPU µs/query at {} qps |",
+            num(cpu_rate as f64),
+            self.open_loop,
+            self.secs,
+            num(self.lat_rate as f64),
+            num(cpu_rate as f64)
+        );
+        m.push_str("|---|---|---|---|---|---|---|\n");
+        for r in &rows {
+            let pct = |v: Option<f64>| opt(v, |p| format!("{p:.1} %"));
+            let best = r
+                .steps
+                .iter()
+                .filter(|s| s.gun.answered_pct >= HELD_PCT)
+                .max_by(|a, b| a.gun.answered_pps.total_cmp(&b.gun.answered_pps));
+            let _ = writeln!(
+                m,
+                "| {} | {} | **{}** ({}) | {} | {} | {} | {} |",
+                self.label(r.kind),
+                pct(r.fixed.as_ref().and_then(Fixed::hit_pct)),
+                num(r.max_qps()),
+                pct(best.and_then(Step::hit_pct)),
+                r.bottleneck(),
+                perf_cell(r),
+                latency_cell(r),
+                cpu_cell(r)
+            );
+        }
+        let (Some(x), Some(d)) = (self.row(Kind::XdpCache), self.row(Kind::DnsdistCache)) else {
+            return m;
+        };
+        m.push_str("\n| target | measured | ratio | verdict |\n|---|---|---|---|\n");
+        let cx = x.fixed.as_ref().and_then(|f| f.us_per_query);
+        let cd = d.fixed.as_ref().and_then(|f| f.us_per_query);
+        if let (Some(cx), Some(cd)) = (cx, cd) {
+            let _ = writeln!(
+                m,
+                "| cached: dnsrail CPU per query ≤ 1/3 of dnsdist's | {cx:.2} against {cd:.2} µs | 1/{:.2} | {} |",
+                cd / cx,
+                if cx * 3.0 <= cd { "met" } else { "**not met**" }
+            );
+        }
+        let (a, b) = (x.max_qps(), d.max_qps());
+        let limit = x.bottleneck();
+        let verdict = if a > b {
+            "met: ahead".to_string()
+        } else if limit.starts_with("client") {
+            "the client is the limit (see the table)".to_string()
+        } else if limit.starts_with("not reached") {
+            "**not shown**: every step held; offer more (`--rates`)".to_string()
+        } else {
+            "**not met**".to_string()
+        };
+        let _ = writeln!(
+            m,
+            "| cached: dnsrail max qps ahead of dnsdist's, or the client named as the limit | {} against {} | {:.2}× | {verdict} |",
+            num(a),
+            num(b),
+            if b > 0.0 { a / b } else { 0.0 }
         );
         m
     }
@@ -363,16 +458,60 @@ impl Results {
     }
 }
 
-/// Replaces the text between `<!-- compare:begin -->` and
-/// `<!-- compare:end -->` in `doc` (appends the section when absent).
-pub fn splice(doc: &str, section: &str) -> String {
-    const B: &str = "<!-- compare:begin -->";
-    const E: &str = "<!-- compare:end -->";
-    match (doc.find(B), doc.find(E)) {
-        (Some(b), Some(e)) if b < e => {
-            format!("{}{B}\n{section}{}", &doc[..b], &doc[e..])
+fn perf_cell(r: &Row) -> String {
+    opt(r.perf, |p| {
+        format!(
+            "{} ({} µs, {:.2} % completed)",
+            num(p.qps),
+            num(p.avg_latency_us),
+            p.completed_pct
+        )
+    })
+}
+
+fn latency_cell(r: &Row) -> String {
+    opt(r.latency.as_ref(), |l| {
+        format!(
+            "{} / {} µs",
+            opt(l.p50_us, |v| v.to_string()),
+            opt(l.p99_us, |v| v.to_string())
+        )
+    })
+}
+
+/// The balancer's CPU per query at the fixed rate (a spinning worker's is a
+/// full core whatever the load).
+fn cpu_cell(r: &Row) -> String {
+    opt(r.fixed.as_ref(), |f| {
+        if r.kind == Kind::XdpBusy {
+            return format!(
+                "spins: {} of a core ({:.1} %)",
+                opt(f.usage.proc_pct, |p| format!("{p:.0} %")),
+                f.gun.answered_pct
+            );
         }
-        _ => format!("{doc}\n{B}\n{section}{E}\n"),
+        // Share of one core over the seconds kxdpgun sent.
+        let share = f.usage.proc_s.map(|s| 100.0 * s / f.secs.max(1) as f64);
+        format!(
+            "{} (user {}; {} of a core; {:.1} % answered)",
+            opt(f.us_per_query, |v| format!("**{v:.2}**")),
+            opt(f.user_us_per_query, |v| format!("{v:.2}")),
+            opt(share, |p| format!("{p:.0} %")),
+            f.gun.answered_pct
+        )
+    })
+}
+
+/// Replaces the text between `<!-- NAME:begin -->` and `<!-- NAME:end -->`
+/// in `doc` (appends the section when absent).
+pub fn splice(doc: &str, name: &str, section: &str) -> String {
+    let b_mark = format!("<!-- {name}:begin -->");
+    let e_mark = format!("<!-- {name}:end -->");
+    match (doc.find(&b_mark), doc.find(&e_mark)) {
+        (Some(b), Some(e)) if b < e => {
+            format!("{}{b_mark}\n{section}{}", &doc[..b], &doc[e..])
+        }
+        _ => format!("{doc}\n{b_mark}\n{section}{e_mark}\n"),
     }
 }
 
@@ -397,6 +536,7 @@ mod tests {
             engine_drops: BTreeMap::new(),
             udp_overflows: 0,
             secs: 2,
+            backend_queries: None,
         }
     }
 
@@ -408,6 +548,7 @@ mod tests {
             fixed: None,
             latency: None,
             mix: None,
+            engine_cache: None,
         }
     }
 
@@ -505,6 +646,7 @@ mod tests {
             lat_rate: 20_000,
             mix_rate: 5_000,
             mix: (20, 0.2),
+            hit_mix: None,
             open_loop: "kxdpgun".into(),
             rows: vec![direct, x, d],
         };
@@ -526,17 +668,104 @@ mod tests {
     }
 
     #[test]
+    fn cached_pair_has_its_own_table_hit_rates_and_targets() {
+        let fixed = |us: f64, backend: u64| Fixed {
+            rate: 50_000,
+            secs: 5,
+            gun: Gun {
+                sent_pps: 50_000.0,
+                answered_pps: 50_000.0,
+                answered_pct: 100.0,
+            },
+            us_per_query: Some(us),
+            backend_queries: Some(backend),
+            ..Fixed::default()
+        };
+        let mut x = row(
+            Kind::XdpCache,
+            vec![step(100_000, 100_000.0, 100_000.0, [100.0, 40.0], 40.0)],
+        );
+        x.steps[0].backend_queries = Some(19_000);
+        // 250 000 answered at 50 000 qps for 5 s, 25 000 reached a backend.
+        x.fixed = Some(fixed(3.0, 25_000));
+        let mut d = row(
+            Kind::DnsdistCache,
+            vec![step(100_000, 100_000.0, 80_000.0, [60.0, 100.0], 99.0)],
+        );
+        d.fixed = Some(fixed(10.0, 26_000));
+        let plain = row(
+            Kind::Xdp,
+            vec![step(50_000, 50_000.0, 50_000.0, [30.0, 30.0], 30.0)],
+        );
+        let r = Results {
+            date: "2026-12-07".into(),
+            command: "scripts/bench.sh".into(),
+            cpus: 2,
+            dnsdist_version: Some("1.7.3".into()),
+            backends: 2,
+            secs: 2,
+            perf_secs: 3,
+            lat_rate: 20_000,
+            mix_rate: 5_000,
+            mix: (20, 0.2),
+            hit_mix: Some(HitMix {
+                hot_pct: 90,
+                hot_names: 1000,
+            }),
+            open_loop: "kxdpgun".into(),
+            rows: vec![plain, x, d],
+        };
+        let md = r.markdown();
+        // The plain table holds the plain contenders only.
+        let plain_table = &md[..md.find("The cached pair").unwrap()];
+        assert!(plain_table.contains("| dnsrail AF_XDP |"), "{md}");
+        assert!(!plain_table.contains("packet cache"), "{md}");
+        assert!(
+            md.contains("90 % of queries ask one of 1 000 popular names"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| dnsrail AF_XDP, packet cache | 90.0 % | **100 000** (90.5 %) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| dnsdist 1.7.3, packet cache | 89.6 % | **0** (–) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| cached: dnsrail CPU per query ≤ 1/3 of dnsdist's | 3.00 against 10.00 µs | 1/3.33 | met |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 100 000 against 0 |") && md.contains("met: ahead"),
+            "{md}"
+        );
+        // Without the pair, no section.
+        let mut r = r;
+        r.rows.retain(|row| !row.kind.cached());
+        assert!(!r.markdown().contains("The cached pair"));
+    }
+
+    #[test]
     fn splice_replaces_between_markers_or_appends() {
         let doc = "# B\n<!-- compare:begin -->\nold\n<!-- compare:end -->\ntail\n";
         assert_eq!(
-            splice(doc, "new\n"),
+            splice(doc, "compare", "new\n"),
             "# B\n<!-- compare:begin -->\nnew\n<!-- compare:end -->\ntail\n"
         );
-        let added = splice("# B\n", "new\n");
+        let added = splice("# B\n", "compare", "new\n");
         assert!(added.ends_with("<!-- compare:begin -->\nnew\n<!-- compare:end -->\n"));
         assert_eq!(
-            splice(&added, "newer\n").matches("compare:begin").count(),
+            splice(&added, "compare", "newer\n")
+                .matches("compare:begin")
+                .count(),
             1
+        );
+        // Another section leaves this one alone.
+        let both = splice(&added, "compare-cache", "cached\n");
+        assert!(both.contains("<!-- compare:begin -->\nnew\n<!-- compare:end -->"));
+        assert!(
+            both.ends_with("<!-- compare-cache:begin -->\ncached\n<!-- compare-cache:end -->\n")
         );
     }
 }

@@ -4,11 +4,12 @@
 //! rate, every answer matched, a latency histogram). Each run is bounded by
 //! its own duration and by `timeout`; the parsers read their text output.
 
+use crate::msg::HitMix;
 use anyhow::{bail, Context};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// One kxdpgun run: what it sent and what came back, per second.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -40,8 +41,58 @@ pub fn parse_kxdpgun(out: &str) -> Option<Gun> {
     })
 }
 
+/// What a contender's generators ask: the resolver-shaped query file
+/// (kxdpgun, dnsperf; our driver asks names never asked before), or the
+/// cache's hit mix, for which every run gets a range of sequence numbers of
+/// its own, so that no run's new names were asked by an earlier one.
+#[derive(Clone, Debug)]
+pub struct Queries {
+    pub names: PathBuf,
+    pub mix: Option<HitMix>,
+    /// Where a run's query file of the mix is written.
+    pub work: PathBuf,
+}
+
+/// One run's queries: the file for kxdpgun or dnsperf and the first
+/// sequence number for our driver.
+pub struct Run {
+    pub file: PathBuf,
+    pub first: u64,
+    pub mix: Option<HitMix>,
+}
+
+/// The next run's range of sequence numbers (2^32 each).
+static NEXT_RANGE: AtomicU64 = AtomicU64::new(1);
+
+impl Queries {
+    /// The queries of a run of about `n` queries (the file holds `n`
+    /// lines; kxdpgun and dnsperf start it again when they reach its end).
+    pub fn run(&self, n: u64) -> anyhow::Result<Run> {
+        let Some(mix) = self.mix else {
+            return Ok(self.driver());
+        };
+        let run = self.driver();
+        let file = self.work.join("mix.txt");
+        std::fs::write(&file, crate::msg::mix_file(mix, run.first, n.max(1)))
+            .with_context(|| file.display().to_string())?;
+        Ok(Run { file, ..run })
+    }
+
+    /// The queries of a run of our driver alone (no file written).
+    pub fn driver(&self) -> Run {
+        Run {
+            file: self.names.clone(),
+            first: match self.mix {
+                Some(_) => NEXT_RANGE.fetch_add(1, Ordering::Relaxed) << 32,
+                None => 0,
+            },
+            mix: self.mix,
+        }
+    }
+}
+
 /// kxdpgun from namespace `ns` at `rate` qps for `secs` seconds, names from
-/// `names`; its threads start at CPU 0 (`-F 0`). Where kxdpgun cannot run,
+/// `q`; its threads start at CPU 0 (`-F 0`). Where kxdpgun cannot run,
 /// `bench` (`dnsrail-bench load`) at the same rate.
 pub fn kxdpgun(
     bench: &str,
@@ -49,8 +100,9 @@ pub fn kxdpgun(
     target: SocketAddr,
     rate: u64,
     secs: u64,
-    names: &Path,
+    q: &Queries,
 ) -> anyhow::Result<Gun> {
+    let run = q.run(rate * secs)?;
     let out = Command::new("ip")
         .args([
             "netns",
@@ -62,7 +114,7 @@ pub fn kxdpgun(
         ])
         .args(["-F", "0", "-t", &secs.to_string(), "-Q", &rate.to_string()])
         .args(["-p", &target.port().to_string(), "-i"])
-        .arg(names)
+        .arg(&run.file)
         .arg(target.ip().to_string())
         .output()
         .context("kxdpgun runs")?;
@@ -85,7 +137,7 @@ pub fn kxdpgun(
                 "compare: kxdpgun cannot load its XDP program on this kernel; the open-loop steps use dnsrail-bench load at the same rates"
             );
         }
-        let l = load(bench, ns, target, rate, rate * secs)?;
+        let l = load(bench, ns, target, rate, rate * secs, &run)?;
         let secs = secs.max(1) as f64;
         return Ok(Gun {
             sent_pps: l.sent as f64 / secs,
@@ -144,8 +196,10 @@ pub fn parse_dnsperf(out: &str) -> Option<Perf> {
 }
 
 /// dnsperf from namespace `ns`, closed loop: 4 clients, up to 500 queries
-/// outstanding, `secs` seconds, pinned to CPU 0.
-pub fn dnsperf(ns: &str, target: SocketAddr, secs: u64, names: &Path) -> anyhow::Result<Perf> {
+/// outstanding, `secs` seconds, pinned to CPU 0. A mix's file holds 200 000
+/// queries a second, more than dnsperf sends here.
+pub fn dnsperf(ns: &str, target: SocketAddr, secs: u64, q: &Queries) -> anyhow::Result<Perf> {
+    let run = q.run(200_000 * secs)?;
     let out = Command::new("ip")
         .args(["netns", "exec", ns, "timeout", &(secs + 20).to_string()])
         .args([
@@ -158,7 +212,7 @@ pub fn dnsperf(ns: &str, target: SocketAddr, secs: u64, names: &Path) -> anyhow:
         ])
         .args(["-p", &target.port().to_string(), "-l", &secs.to_string()])
         .args(["-c", "4", "-T", "1", "-q", "500", "-d"])
-        .arg(names)
+        .arg(&run.file)
         .output()
         .context("dnsperf runs")?;
     let text =
@@ -169,16 +223,26 @@ pub fn dnsperf(ns: &str, target: SocketAddr, secs: u64, names: &Path) -> anyhow:
 /// One `dnsrail-bench load --json` run.
 pub use crate::load::LoadBrief as Load;
 
-/// Our load driver from namespace `ns` at `rate` qps for `queries` queries,
-/// pinned to CPU 0.
+/// Our load driver from namespace `ns` at `rate` qps for `queries` queries
+/// of `run`, pinned to CPU 0.
 pub fn load(
     bench: &str,
     ns: &str,
     target: SocketAddr,
     rate: u64,
     queries: u64,
+    run: &Run,
 ) -> anyhow::Result<Load> {
     let max = queries / rate.max(1) + 15;
+    let mut mix = vec!["--first".to_string(), run.first.to_string()];
+    if let Some(m) = run.mix {
+        mix.extend([
+            "--hot-pct".into(),
+            m.hot_pct.to_string(),
+            "--hot-names".into(),
+            m.hot_names.to_string(),
+        ]);
+    }
     let out = Command::new("ip")
         .args([
             "netns", "exec", ns, "taskset", "-c", "0", bench, "load", "--json",
@@ -196,6 +260,7 @@ pub fn load(
             &max.to_string(),
         ])
         .args(["--max-outstanding", "20000"])
+        .args(&mix)
         .output()
         .context("dnsrail-bench load runs")?;
     if !out.status.success() {
