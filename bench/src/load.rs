@@ -65,6 +65,9 @@ pub struct LoadReport {
     pub latency: Vec<u64>,
     pub peak_outstanding: u64,
     pub elapsed: Duration,
+    /// From the start to the last query sent: longer than `queries / rate`
+    /// when the driver could not keep the rate.
+    pub sending: Duration,
 }
 
 impl LoadReport {
@@ -85,6 +88,7 @@ impl LoadReport {
             unexpected: self.unexpected,
             wrong_question: self.wrong_question,
             elapsed_s: self.elapsed.as_secs_f64(),
+            send_s: self.sending.as_secs_f64(),
             noerror: self.rcodes[0],
             nxdomain: self.rcodes[3],
             servfail: self.rcodes[2],
@@ -136,6 +140,9 @@ pub struct LoadBrief {
     pub wrong_question: u64,
     #[serde(default)]
     pub elapsed_s: f64,
+    /// Seconds from the start to the last query sent.
+    #[serde(default)]
+    pub send_s: f64,
     #[serde(default)]
     pub noerror: u64,
     #[serde(default)]
@@ -257,6 +264,7 @@ pub fn run(spec: &LoadSpec) -> io::Result<LoadReport> {
         }
         sent += 1;
     }
+    let sending = start.elapsed();
     let wait_until = (Instant::now() + spec.timeout).min(deadline + spec.timeout);
     while outstanding.load(Ordering::Relaxed) > 0 && Instant::now() < wait_until {
         std::thread::sleep(Duration::from_millis(5));
@@ -267,6 +275,7 @@ pub fn run(spec: &LoadSpec) -> io::Result<LoadReport> {
     r.lost = outstanding.load(Ordering::Relaxed) + lost.load(Ordering::Relaxed);
     r.peak_outstanding = peak;
     r.elapsed = start.elapsed();
+    r.sending = sending;
     Ok(r)
 }
 

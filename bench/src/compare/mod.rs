@@ -337,8 +337,9 @@ fn measure(
             )
         });
         let gun = gun?;
-        let usage = s.usage_during(Some(spec.cpu_secs as f64));
-        let answered = gun.answered_pps * spec.cpu_secs as f64;
+        let secs = gun.secs_or(spec.cpu_secs);
+        let usage = s.usage_during(Some(secs));
+        let answered = gun.answered_pps * secs;
         let per = |s: Option<f64>| s.filter(|_| answered > 0.0).map(|p| p * 1e6 / answered);
         let us = per(usage.proc_s);
         let user_us = per(usage.proc_user_s);
@@ -367,8 +368,8 @@ fn measure(
         let (gun, sent_on) =
             bq.during(|| tools::kxdpgun(&spec.bins.bench, &cli, target, rate, spec.secs, &queries));
         let gun = gun?;
-        // Percentages over the seconds kxdpgun sent, not its start-up.
-        let usage = s.usage_during(Some(spec.secs as f64));
+        // Percentages over the seconds the generator sent, not its start-up.
+        let usage = s.usage_during(Some(gun.secs_or(spec.secs)));
         let udp_overflows = cpu::udp_overflows(&lb).saturating_sub(udp0);
         let engine_drops = match (before, r.report()) {
             (Some(a), Some(b)) => contender::drops_between(&a, &b),

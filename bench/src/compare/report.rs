@@ -48,14 +48,14 @@ pub struct Fixed {
 impl Fixed {
     /// Share of answered queries that did not reach a backend, percent.
     pub fn hit_pct(&self) -> Option<f64> {
-        let answered = self.gun.answered_pps * self.secs as f64;
+        let answered = self.gun.answered_pps * self.gun.secs_or(self.secs);
         hit_pct(self.backend_queries?, answered)
     }
 }
 
 impl Step {
     pub fn hit_pct(&self) -> Option<f64> {
-        let answered = self.gun.answered_pps * self.secs as f64;
+        let answered = self.gun.answered_pps * self.gun.secs_or(self.secs);
         hit_pct(self.backend_queries?, answered)
     }
 }
@@ -153,7 +153,7 @@ impl Row {
                 format!("not reached: every step held ({ctx})")
             };
         }
-        let sent = s.gun.sent_pps * s.secs as f64;
+        let sent = s.gun.sent_pps * s.gun.secs_or(s.secs);
         let dropped: u64 = s.engine_drops.values().sum();
         if self.kind.is_balancer() && dropped as f64 > 0.005 * sent {
             let (why, n) = s
@@ -491,7 +491,7 @@ fn cpu_cell(r: &Row) -> String {
             );
         }
         // Share of one core over the seconds kxdpgun sent.
-        let share = f.usage.proc_s.map(|s| 100.0 * s / f.secs.max(1) as f64);
+        let share = f.usage.proc_s.map(|s| 100.0 * s / f.gun.secs_or(f.secs));
         format!(
             "{} (user {}; {} of a core; {:.1} % answered)",
             opt(f.us_per_query, |v| format!("**{v:.2}**")),
@@ -526,6 +526,7 @@ mod tests {
                 sent_pps: sent,
                 answered_pps: got,
                 answered_pct: 100.0 * got / sent,
+                secs: 0.0,
             },
             usage: Usage {
                 cpu_busy_pct: cpus.to_vec(),
@@ -676,6 +677,7 @@ mod tests {
                 sent_pps: 50_000.0,
                 answered_pps: 50_000.0,
                 answered_pct: 100.0,
+                secs: 0.0,
             },
             us_per_query: Some(us),
             backend_queries: Some(backend),

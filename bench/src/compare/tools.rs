@@ -18,6 +18,18 @@ pub struct Gun {
     pub answered_pps: f64,
     /// Answered / sent, percent (from the totals, not kxdpgun's rounded figure).
     pub answered_pct: f64,
+    /// Seconds the generator took to send (0 = as asked: kxdpgun keeps its
+    /// duration). The rates above are over these seconds.
+    #[serde(default)]
+    pub secs: f64,
+}
+
+impl Gun {
+    /// The seconds the rates are over: `asked` unless the generator took
+    /// longer.
+    pub fn secs_or(&self, asked: u64) -> f64 {
+        self.secs.max(asked as f64).max(1e-6)
+    }
 }
 
 /// Parses kxdpgun's summary (`total queries: N (R pps)`,
@@ -38,6 +50,7 @@ pub fn parse_kxdpgun(out: &str) -> Option<Gun> {
         sent_pps,
         answered_pps: got_pps,
         answered_pct: if sent > 0.0 { 100.0 * got / sent } else { 0.0 },
+        secs: 0.0,
     })
 }
 
@@ -138,15 +151,19 @@ pub fn kxdpgun(
             );
         }
         let l = load(bench, ns, target, rate, rate * secs, &run)?;
-        let secs = secs.max(1) as f64;
+        // Over the seconds it took to send: a driver that could not keep
+        // the rate sent for longer, at a lower rate than asked (the
+        // client's limit), not at the rate asked.
+        let took = l.send_s.max(secs.max(1) as f64);
         return Ok(Gun {
-            sent_pps: l.sent as f64 / secs,
-            answered_pps: l.answered as f64 / secs,
+            sent_pps: l.sent as f64 / took,
+            answered_pps: l.answered as f64 / took,
             answered_pct: if l.sent > 0 {
                 100.0 * l.answered as f64 / l.sent as f64
             } else {
                 0.0
             },
+            secs: took,
         });
     }
     bail!("kxdpgun printed no summary:\n{text}")
@@ -323,6 +340,16 @@ duration: 3 s
         assert!((p.avg_latency_us - 3175.0).abs() < 1e-6);
         assert_eq!(p.completed_pct, 99.83);
         assert_eq!(parse_dnsperf("Error: cannot reread input\n"), None);
+    }
+
+    #[test]
+    fn rates_are_over_the_seconds_the_generator_took() {
+        let g = Gun {
+            secs: 6.0,
+            ..Gun::default()
+        };
+        assert_eq!(g.secs_or(3), 6.0, "a driver that fell behind sent for 6 s");
+        assert_eq!(Gun::default().secs_or(3), 3.0, "kxdpgun keeps its duration");
     }
 
     #[test]
