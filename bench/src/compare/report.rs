@@ -386,14 +386,22 @@ impl Results {
                 if cx * 3.0 <= cd { "met" } else { "**not met**" }
             );
         }
+        // Ahead counts when dnsdist stopped at its own limit; when the
+        // client stopped dnsrail, the figures are the client's, not ours.
         let (a, b) = (x.max_qps(), d.max_qps());
-        let limit = x.bottleneck();
-        let verdict = if a > b {
-            "met: ahead".to_string()
+        let (limit, d_limit) = (x.bottleneck(), d.bottleneck());
+        let verdict = if a > b && d_limit.starts_with("balancer") {
+            "met: ahead, dnsdist at its own limit".to_string()
         } else if limit.starts_with("client") {
-            "the client is the limit (see the table)".to_string()
+            if d_limit.starts_with("client") {
+                "the client is the limit of both (see the table)".to_string()
+            } else {
+                "the client is the limit (see the table)".to_string()
+            }
         } else if limit.starts_with("not reached") {
             "**not shown**: every step held; offer more (`--rates`)".to_string()
+        } else if a > b {
+            "met: ahead".to_string()
         } else {
             "**not met**".to_string()
         };
