@@ -8,7 +8,7 @@
 //! keeps the copy only if no writer came in meanwhile; a writer that finds
 //! an entry held skips its insert. A hit costs no lock and no allocation.
 //! Memory is fixed when the snapshot that first has the cache is built
-//! (`cache_entries` × 640 bytes), off the workers.
+//! (`cache_entries` × 632 bytes), off the workers.
 //!
 //! What may be cached is decided on both sides: `key` (the query: plain
 //! QUERY, one question, at most one EDNS version 0 OPT without ECS) and

@@ -319,7 +319,7 @@ impl Default for PoolConfig {
     }
 }
 
-/// Most packet cache entries a pool may have (640 bytes each: 10 GiB).
+/// Most packet cache entries a pool may have (632 bytes each: 9.9 GiB).
 pub const MAX_CACHE_ENTRIES: usize = 1 << 24;
 
 /// Health checking, carried out by the control process.

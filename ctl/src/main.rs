@@ -471,7 +471,7 @@ mod tests {
         big.pools.get_mut("default").unwrap().cache_entries = 1 << 24;
         assert!(
             describe(&big).contains("when all down: Servfail, cache 16777216 entries;"),
-            "a cache is described, not allocated (10 GiB)"
+            "a cache is described, not allocated (9.9 GiB)"
         );
         assert!(
             d.contains(
