@@ -424,6 +424,31 @@ mod tests {
     }
 
     #[test]
+    fn a_hit_mix_run_matches_every_answer_to_its_query() {
+        let b = crate::backend::Backend::start(crate::backend::BackendSpec::default()).unwrap();
+        let mut spec = LoadSpec::new(b.addr, 3000);
+        spec.first = 7 << 32;
+        spec.mix = Some(HitMix {
+            hot_pct: 90,
+            hot_names: 50,
+        });
+        let r = run(&spec).unwrap();
+        let asked = b.queries();
+        b.stop();
+        assert_eq!((r.sent, r.answered), (3000, 3000), "{}", r.summary());
+        assert_eq!(
+            r.wrong_question + r.unexpected + r.lost,
+            0,
+            "{}",
+            r.summary()
+        );
+        assert_eq!(asked, 3000);
+        // NXDOMAIN only in the tail: a tenth of the queries, one in seven.
+        let nx = r.rcodes[3];
+        assert!((10..120).contains(&nx), "{nx} NXDOMAIN: {}", r.summary());
+    }
+
+    #[test]
     fn losses_beyond_the_window_neither_stall_the_run_nor_count_as_wrong() {
         let (addr, stop, h) = lossy_server();
         let mut spec = LoadSpec::new(addr, 3000);

@@ -201,4 +201,20 @@ fn bad_compare_options_are_refused_with_what_is_wrong() {
             "{args:?}: {err}"
         );
     }
+    // The load driver's mix options, refused before anything is sent.
+    for (args, says) in [
+        (&["--hot-pct", "101"][..], "--hot-pct"),
+        (&["--hot-names", "0"], "--hot-names"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dnsrail-bench"))
+            .args(["load", "--target", "127.0.0.1:9", "--queries", "1"])
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(says),
+            "{args:?}: {err}"
+        );
+    }
 }
