@@ -177,44 +177,33 @@ fn short_comparison_measures_every_contender_and_writes_table_and_plots() {
 
 #[test]
 fn bad_compare_options_are_refused_with_what_is_wrong() {
-    for (args, says) in [
-        (&["--secs", "0"][..], "--secs"),
-        (&["--rates", "1000,0"], "--rates"),
-        (&["--mix-fraction", "1.5"], "not a fraction"),
-        (&["--backends", "9"], "--backends"),
+    // The load driver's mix options too: refused before anything is sent.
+    let load = ["load", "--target", "127.0.0.1:9", "--queries", "1"];
+    for (cmd, args, says) in [
+        (&["compare"][..], &["--secs", "0"][..], "--secs"),
+        (&["compare"], &["--rates", "1000,0"], "--rates"),
+        (&["compare"], &["--mix-fraction", "1.5"], "not a fraction"),
+        (&["compare"], &["--backends", "9"], "--backends"),
         (
+            &["compare"],
             &["--contenders", "xdp,nope"],
             "invalid value 'nope' for '--contenders",
         ),
-        (&["--prefix", "xx"], "must start with \"dr\""),
-        (&["--hit-pct", "0"], "--hit-pct"),
-        (&["--hot-names", "0"], "--hot-names"),
+        (&["compare"], &["--prefix", "xx"], "must start with \"dr\""),
+        (&["compare"], &["--hit-pct", "0"], "--hit-pct"),
+        (&["compare"], &["--hot-names", "0"], "--hot-names"),
+        (&load, &["--hot-pct", "101"], "--hot-pct"),
+        (&load, &["--hot-names", "0"], "--hot-names"),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_dnsrail-bench"))
-            .arg("compare")
+            .args(cmd)
             .args(args)
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             !out.status.success() && err.contains(says),
-            "{args:?}: {err}"
-        );
-    }
-    // The load driver's mix options, refused before anything is sent.
-    for (args, says) in [
-        (&["--hot-pct", "101"][..], "--hot-pct"),
-        (&["--hot-names", "0"], "--hot-names"),
-    ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dnsrail-bench"))
-            .args(["load", "--target", "127.0.0.1:9", "--queries", "1"])
-            .args(args)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success() && err.contains(says),
-            "{args:?}: {err}"
+            "{cmd:?} {args:?}: {err}"
         );
     }
 }

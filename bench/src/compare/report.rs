@@ -578,6 +578,25 @@ mod tests {
         );
     }
 
+    /// A run of 2 CPUs and 2 backends with the default settings.
+    fn results(rows: Vec<Row>, hit_mix: Option<HitMix>) -> Results {
+        Results {
+            date: "2026-11-22".into(),
+            command: "scripts/bench.sh".into(),
+            cpus: 2,
+            dnsdist_version: Some("1.7.3".into()),
+            backends: 2,
+            secs: 2,
+            perf_secs: 3,
+            lat_rate: 20_000,
+            mix_rate: 5_000,
+            mix: (20, 0.2),
+            hit_mix,
+            open_loop: "kxdpgun".into(),
+            rows,
+        }
+    }
+
     /// Asserts that `r`'s bottleneck text starts with `start` and holds `part`.
     fn says(r: &Row, start: &str, part: &str) {
         let b = r.bottleneck();
@@ -644,21 +663,7 @@ mod tests {
             p99_us: Some(100),
             ..Load::default()
         });
-        let r = Results {
-            date: "2026-11-22".into(),
-            command: "scripts/bench.sh".into(),
-            cpus: 2,
-            dnsdist_version: Some("1.7.3".into()),
-            backends: 2,
-            secs: 2,
-            perf_secs: 3,
-            lat_rate: 20_000,
-            mix_rate: 5_000,
-            mix: (20, 0.2),
-            hit_mix: None,
-            open_loop: "kxdpgun".into(),
-            rows: vec![direct, x, d],
-        };
+        let r = results(vec![direct, x, d], None);
         let t = r.targets();
         assert!(
             t.contains("| AF_XDP max qps ≥ 4× dnsdist's | 300 000 against 50 000 | 6.00× | met |"),
@@ -707,24 +712,11 @@ mod tests {
             Kind::Xdp,
             vec![step(50_000, 50_000.0, 50_000.0, [30.0, 30.0], 30.0)],
         );
-        let r = Results {
-            date: "2026-12-07".into(),
-            command: "scripts/bench.sh".into(),
-            cpus: 2,
-            dnsdist_version: Some("1.7.3".into()),
-            backends: 2,
-            secs: 2,
-            perf_secs: 3,
-            lat_rate: 20_000,
-            mix_rate: 5_000,
-            mix: (20, 0.2),
-            hit_mix: Some(HitMix {
-                hot_pct: 90,
-                hot_names: 1000,
-            }),
-            open_loop: "kxdpgun".into(),
-            rows: vec![plain, x, d],
+        let mix = HitMix {
+            hot_pct: 90,
+            hot_names: 1000,
         };
+        let r = results(vec![plain, x, d], Some(mix));
         let md = r.markdown();
         // The plain table holds the plain contenders only.
         let plain_table = &md[..md.find("The cached pair").unwrap()];
