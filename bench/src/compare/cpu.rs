@@ -124,23 +124,9 @@ pub fn parse_udp_snmp(text: &str) -> std::collections::BTreeMap<String, u64> {
         .collect()
 }
 
-/// The UDP receive and send buffer overflows of namespace `ns`: datagrams
-/// the kernel dropped because a socket was not read (or drained) in time.
-pub fn udp_overflows(ns: &str) -> u64 {
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", ns, "cat", "/proc/net/snmp"])
-        .output();
-    let m = parse_udp_snmp(
-        &out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default(),
-    );
-    m.get("RcvbufErrors").copied().unwrap_or(0) + m.get("SndbufErrors").copied().unwrap_or(0)
-}
-
-/// UDP datagrams delivered to sockets in namespace `ns` (its InDatagrams).
-/// On a backend host of the cached pair: the queries its synthetic backend
-/// received (the XDP responder's never reach a socket).
-pub fn udp_in(ns: &str) -> u64 {
+/// The UDP counters of namespace `ns` (its /proc/net/snmp; empty when it
+/// cannot be read).
+fn udp_snmp(ns: &str) -> std::collections::BTreeMap<String, u64> {
     let out = std::process::Command::new("ip")
         .args(["netns", "exec", ns, "cat", "/proc/net/snmp"])
         .output();
@@ -148,9 +134,20 @@ pub fn udp_in(ns: &str) -> u64 {
         &out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default(),
     )
-    .get("InDatagrams")
-    .copied()
-    .unwrap_or(0)
+}
+
+/// The UDP receive and send buffer overflows of namespace `ns`: datagrams
+/// the kernel dropped because a socket was not read (or drained) in time.
+pub fn udp_overflows(ns: &str) -> u64 {
+    let m = udp_snmp(ns);
+    m.get("RcvbufErrors").copied().unwrap_or(0) + m.get("SndbufErrors").copied().unwrap_or(0)
+}
+
+/// UDP datagrams delivered to sockets in namespace `ns` (its InDatagrams).
+/// On a backend host of the cached pair: the queries its synthetic backend
+/// received (the XDP responder's never reach a socket).
+pub fn udp_in(ns: &str) -> u64 {
+    udp_snmp(ns).get("InDatagrams").copied().unwrap_or(0)
 }
 
 #[cfg(test)]
