@@ -146,8 +146,7 @@ fn big_answer(query: &[u8], q: &Question, edns: bool, bytes: usize, out: &mut Ve
 /// records for distinct names, every tenth an AAAA, every seventh a name under
 /// the NXDOMAIN suffix (a recursor's mix of hits, misses and negatives).
 pub fn query_for(i: u64, id: u16, out: &mut Vec<u8>) {
-    let (name, t) = name_for(i);
-    *out = dns::build_query(id, &name, t);
+    mixed_query(None, i, id, out)
 }
 
 /// The name and type of [`query_for`]'s query `i`.
