@@ -25,7 +25,9 @@ use crate::config::PoolConfig;
 use crate::ids::MAX_WORKERS;
 use crate::stats::Counter;
 use crate::wire::dns::{Question, HEADER_LEN};
-use store::{Copied, Store};
+/// A reader's copy of an entry: one per worker, reused by every lookup.
+pub use store::Copied as Scratch;
+use store::Store;
 
 /// Largest answer kept: fits every client's UDP size.
 pub const MAX_MSG: usize = 512;
@@ -176,6 +178,7 @@ impl Cache {
         q: &Question,
         now_ns: u64,
         stale_s: u32,
+        c: &mut Scratch,
     ) -> Option<usize> {
         let stale_ns = u64::from(stale_s) * 1_000_000_000;
         let counts = self.counts.of(worker);
@@ -186,8 +189,7 @@ impl Cache {
         let Some(i) = self.store.find(key) else {
             return miss();
         };
-        let mut c = Copied::default();
-        let Some(stale) = self.store.get(i, key, now_ns, stale_ns, &mut c) else {
+        let Some(stale) = self.store.get(i, key, now_ns, stale_ns, c) else {
             return miss();
         };
         let len = usize::from(c.len);

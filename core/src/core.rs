@@ -131,6 +131,8 @@ pub struct Core {
     /// Each pool's packet cache as of the last snapshot (`begin_batch`),
     /// for the answer path, which has no snapshot.
     caches: Vec<Option<(Arc<Cache>, cache::Settings)>>,
+    /// Where a cache lookup copies an entry (reused: never zeroed per hit).
+    cache_scratch: Box<cache::Scratch>,
 }
 
 impl Core {
@@ -152,6 +154,7 @@ impl Core {
             silence: Silence::default(),
             resend: None,
             caches: Vec::new(),
+            cache_scratch: Box::default(),
         }
     }
 
@@ -321,7 +324,8 @@ impl Core {
                 } else {
                     0
                 };
-                if let Some(n) = cache.answer(self.worker, k, buf, &q, now_ns, stale_s) {
+                let scratch = &mut self.cache_scratch;
+                if let Some(n) = cache.answer(self.worker, k, buf, &q, now_ns, stale_s, scratch) {
                     stats.local_replies.inc();
                     return QueryOutcome::Reply { len: n };
                 }

@@ -79,7 +79,7 @@ fn look(c: &Cache, query: &[u8], now: u64, stale_s: u32) -> Option<Vec<u8>> {
     let k = key::of(query, &q, qhash(query))?;
     let mut buf = query.to_vec();
     buf.resize(2048, 0);
-    let n = c.answer(0, k, &mut buf, &q, now, stale_s)?;
+    let n = c.answer(0, k, &mut buf, &q, now, stale_s, &mut Scratch::default())?;
     buf.truncate(n);
     Some(buf)
 }
@@ -352,7 +352,10 @@ fn a_key_collision_never_answers_another_question() {
         let mut buf = other.clone();
         buf.resize(512, 0);
         let before = buf.clone();
-        assert_eq!(c.answer(0, k, &mut buf, &q, NS, 0), None);
+        assert_eq!(
+            c.answer(0, k, &mut buf, &q, NS, 0, &mut Scratch::default()),
+            None
+        );
         assert_eq!(buf, before, "the query is left untouched");
     }
 }

@@ -17,7 +17,7 @@
 //!
 //! Run: `cargo run --release -p dnsrail-perf --bin cache_sharing`
 
-use dnsrail_core::cache::{key, Cache, Settings};
+use dnsrail_core::cache::{key, Cache, Scratch, Settings};
 use dnsrail_core::hash::QuestionKey;
 use dnsrail_core::wire::dns::{build_query, parse_question};
 use std::sync::Barrier;
@@ -87,7 +87,10 @@ fn ask(cache: &Cache, w: usize, n: &Name, buf: &mut [u8], now: u64, s: &Settings
     let len = n.query.len();
     buf[..len].copy_from_slice(&n.query);
     let q = parse_question(&buf[..len]).expect("a query we built");
-    if cache.answer(w, n.key, buf, &q, now, 0).is_some() {
+    if cache
+        .answer(w, n.key, buf, &q, now, 0, &mut Scratch::default())
+        .is_some()
+    {
         return true;
     }
     cache.insert(w, n.key, &answer_of(&n.query), now, s);
@@ -174,6 +177,7 @@ fn two_threads<'c>(names: &[Name], cache: &dyn Fn(usize) -> &'c Cache) -> f64 {
                 let (start, c) = (&start, cache(t));
                 sc.spawn(move || {
                     let mut buf = [0u8; 600];
+                    let mut scratch = Scratch::default();
                     start.wait();
                     let t0 = Instant::now();
                     let mut hits = 0usize;
@@ -182,8 +186,9 @@ fn two_threads<'c>(names: &[Name], cache: &dyn Fn(usize) -> &'c Cache) -> f64 {
                         let len = n.query.len();
                         buf[..len].copy_from_slice(&n.query);
                         let q = parse_question(&buf[..len]).expect("a query we built");
-                        hits +=
-                            c.answer(t, n.key, &mut buf, &q, 2_000_000_000, 0).is_some() as usize;
+                        hits += c
+                            .answer(t, n.key, &mut buf, &q, 2_000_000_000, 0, &mut scratch)
+                            .is_some() as usize;
                     }
                     assert!(hits * 100 >= PER_ROUND * 99, "names not held: {hits}");
                     t0.elapsed().as_nanos() as f64 / PER_ROUND as f64
