@@ -260,52 +260,32 @@ fn what_is_not_kept() {
 #[test]
 fn lifetimes_follow_rfc_2308_and_the_clamps() {
     let s = settings();
-    let mut scratch = [0u8; MAX_MSG];
-    let q = build_query(1, "nx.example", qtype::A);
-    let nx = answer_to(&q, rcode::NXDOMAIN, &[(1, soa(300, 2))]);
-    assert_eq!(
-        analyse(&nx, &s, &mut scratch).unwrap().lifetime_s,
-        2,
-        "SOA MINIMUM"
-    );
-    let nx = answer_to(&q, rcode::NXDOMAIN, &[(1, soa(30, 900))]);
-    assert_eq!(
-        analyse(&nx, &s, &mut scratch).unwrap().lifetime_s,
-        30,
-        "SOA TTL"
-    );
     let capped = Settings {
         negative_ttl_s: 10,
         ..s
     };
-    let nx = answer_to(&q, rcode::NXDOMAIN, &[(1, soa(300, 900))]);
-    assert_eq!(
-        analyse(&nx, &capped, &mut scratch).unwrap().lifetime_s,
-        10,
-        "cap"
-    );
-    let nodata = answer_to(&q, 0, &[(1, soa(300, 60))]);
-    assert_eq!(
-        analyse(&nodata, &s, &mut scratch).unwrap().lifetime_s,
-        60,
-        "NODATA"
-    );
-    let long = answer_to(&q, 0, &[(0, a(1_000_000, [1, 2, 3, 4]))]);
-    assert_eq!(
-        analyse(&long, &s, &mut scratch).unwrap().lifetime_s,
-        86_400,
-        "max"
-    );
     let floor = Settings {
         min_ttl_s: 120,
         ..s
     };
-    let short = answer_to(&q, 0, &[(0, a(5, [1, 2, 3, 4]))]);
-    assert_eq!(
-        analyse(&short, &floor, &mut scratch).unwrap().lifetime_s,
-        120,
-        "min"
-    );
+    let mut scratch = [0u8; MAX_MSG];
+    let q = build_query(1, "nx.example", qtype::A);
+    // (rcode, section, record, settings, lifetime, why)
+    for (rc, section, record, set, lifetime, why) in [
+        (rcode::NXDOMAIN, 1, soa(300, 2), &s, 2, "SOA MINIMUM"),
+        (rcode::NXDOMAIN, 1, soa(30, 900), &s, 30, "SOA TTL"),
+        (rcode::NXDOMAIN, 1, soa(300, 900), &capped, 10, "cap"),
+        (0, 1, soa(300, 60), &s, 60, "NODATA"),
+        (0, 0, a(1_000_000, [1, 2, 3, 4]), &s, 86_400, "max"),
+        (0, 0, a(5, [1, 2, 3, 4]), &floor, 120, "min"),
+    ] {
+        let msg = answer_to(&q, rc, &[(section, record)]);
+        assert_eq!(
+            analyse(&msg, set, &mut scratch).unwrap().lifetime_s,
+            lifetime,
+            "{why}"
+        );
+    }
 }
 
 #[test]
