@@ -7,6 +7,7 @@ use common::*;
 use dnsrail_bench::backend::{Backend, BackendSpec};
 use dnsrail_bench::load::{run, LoadSpec};
 use dnsrail_bench::msg::AnswerSpec;
+use dnsrail_engine::engine::Engine;
 use dnsrail_engine::wire::dns::{add_opt, build_query, qtype};
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -229,4 +230,59 @@ fn when_all_down_drop_sends_nothing() {
     });
     assert_eq!(b1.queries(), 0);
     let _ = AnswerSpec::default();
+}
+
+/// Another socket on the frontend's address, even one with SO_REUSEPORT
+/// (which the kernel would let join the port and take a share of the
+/// queries), stops the engine from starting; a second engine on the first
+/// one's address is refused the same way.
+#[test]
+fn a_frontend_address_someone_holds_is_refused_not_shared() {
+    use socket2::{Domain, Socket, Type};
+    let squatter = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
+    squatter.set_reuse_port(true).unwrap();
+    squatter
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    let held = squatter.local_addr().unwrap().as_socket().unwrap();
+    let b = backend("127.0.0.1:0");
+    let err = Engine::start(config(
+        "workers = 2",
+        &[&held.to_string()],
+        &[("r1", b.addr)],
+        "",
+    ))
+    .err()
+    .expect("refused");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains(&format!("cannot listen on {held}")) && text.contains("in use"),
+        "{text}"
+    );
+    drop(squatter);
+
+    let first = engine(config(
+        "workers = 2",
+        &["127.0.0.1:0"],
+        &[("r1", b.addr)],
+        "",
+    ));
+    let vip = first.frontend_addrs()[0];
+    let err = Engine::start(config(
+        "workers = 1",
+        &[&vip.to_string()],
+        &[("r1", b.addr)],
+        "",
+    ))
+    .err()
+    .expect("a second engine on the same address is refused");
+    assert!(format!("{err:#}").contains("in use"), "{err:#}");
+    // The first one still answers.
+    let out = dig(vip, &["www.example.com", "A"]);
+    assert!(out.contains("status: NOERROR"), "{out}");
 }

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::core::Core;
 use crate::dynblock::DynBlock;
 use crate::inflight::InflightTable;
-use crate::io::socket::{bind_frontend, SocketWorker};
+use crate::io::socket::{bind_frontend, claim_frontend, SocketWorker};
 use crate::rules::RuleSet;
 use crate::shared::Shared;
 use crate::snapshot::{Overrides, Registry};
@@ -35,17 +35,18 @@ impl Engine {
         ));
         raise_fd_limit(workers * (per_worker + cfg.frontends.len()) + 1024);
 
-        // Bind worker 0's frontend sockets first: port 0 resolves here.
+        // Claim each frontend address (nobody else listens; port 0 resolves
+        // here), then bind worker 0's sockets.
         let mut resolved = HashMap::new();
         let mut first: Vec<Socket> = Vec::new();
         for f in &cfg.frontends {
             let addr = Config::frontend_addr(f);
-            let s = bind_frontend(addr).with_context(|| format!("cannot listen on {addr}"))?;
+            let listen = |what| format!("cannot listen on {addr}{what}");
+            let actual = claim_frontend(addr).with_context(|| listen(""))?;
             if addr.port() == 0 {
-                let actual = s.local_addr()?.as_socket().expect("inet");
                 resolved.insert(addr, actual);
             }
-            first.push(s);
+            first.push(bind_frontend(actual).with_context(|| listen(" (after claiming it)"))?);
         }
         apply_resolved(&mut cfg, &resolved);
 

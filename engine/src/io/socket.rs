@@ -39,6 +39,36 @@ const SOCK_BUF: usize = 8 << 20;
 /// less than this each.
 const PORT_BUF_MIN: usize = 256 << 10;
 
+/// Checks that nobody listens on `addr` and returns it with port 0
+/// resolved: a plain socket (no SO_REUSEPORT) is bound there and closed.
+/// Call once per address, before the workers bind. SO_REUSEPORT lets any
+/// socket of the same user join a port, so without this check a second
+/// engine on the same VIP would silently take a share of its queries. For
+/// port 0 the kernel would even hand a new reuse-port socket a port that
+/// another process's reuse-port sockets already hold; this plain socket
+/// gets a port nobody holds. Between the close and the workers' binds
+/// another socket could still take the port: a window of microseconds, not
+/// the engine's whole life.
+pub fn claim_frontend(addr: SocketAddr) -> io::Result<SocketAddr> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.bind(&addr.into()).map_err(|e| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            io::Error::new(
+                e.kind(),
+                format!("{addr} is in use by another socket (is another dnsrail running?)"),
+            )
+        } else {
+            e
+        }
+    })?;
+    s.local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("not an internet address"))
+}
+
 /// Opens a frontend socket: SO_REUSEPORT so every worker binds the same VIP.
 pub fn bind_frontend(addr: SocketAddr) -> io::Result<Socket> {
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
