@@ -239,6 +239,12 @@ fn when_all_down_drop_sends_nothing() {
 #[test]
 fn a_frontend_address_someone_holds_is_refused_not_shared() {
     use socket2::{Domain, Socket, Type};
+    let b = backend("127.0.0.1:0");
+    // What the engine says when it refuses to start on `listen`.
+    let refusal = |workers: &str, listen: std::net::SocketAddr| {
+        let cfg = config(workers, &[&listen.to_string()], &[("r1", b.addr)], "");
+        format!("{:#}", Engine::start(cfg).err().expect("refused"))
+    };
     let squatter = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
     squatter.set_reuse_port(true).unwrap();
     squatter
@@ -250,22 +256,14 @@ fn a_frontend_address_someone_holds_is_refused_not_shared() {
         )
         .unwrap();
     let held = squatter.local_addr().unwrap().as_socket().unwrap();
-    let b = backend("127.0.0.1:0");
-    let err = Engine::start(config(
-        "workers = 2",
-        &[&held.to_string()],
-        &[("r1", b.addr)],
-        "",
-    ))
-    .err()
-    .expect("refused");
-    let text = format!("{err:#}");
+    let text = refusal("workers = 2", held);
     assert!(
         text.contains(&format!("cannot listen on {held}")) && text.contains("in use"),
         "{text}"
     );
     drop(squatter);
 
+    // A second engine on the first one's address.
     let first = engine(config(
         "workers = 2",
         &["127.0.0.1:0"],
@@ -273,15 +271,8 @@ fn a_frontend_address_someone_holds_is_refused_not_shared() {
         "",
     ));
     let vip = first.frontend_addrs()[0];
-    let err = Engine::start(config(
-        "workers = 1",
-        &[&vip.to_string()],
-        &[("r1", b.addr)],
-        "",
-    ))
-    .err()
-    .expect("a second engine on the same address is refused");
-    assert!(format!("{err:#}").contains("in use"), "{err:#}");
+    let text = refusal("workers = 1", vip);
+    assert!(text.contains("in use"), "{text}");
     // The first one still answers.
     let out = dig(vip, &["www.example.com", "A"]);
     assert!(out.contains("status: NOERROR"), "{out}");
