@@ -6,5 +6,6 @@ include!("bpf/cc.rs");
 
 fn main() {
     println!("cargo:rerun-if-changed=bpf/cc.rs");
+    println!("cargo:rerun-if-changed=bpf/hot.h");
     compile_bpf("bpf/dnsrail_xdp.c", "dnsrail_xdp.o");
 }

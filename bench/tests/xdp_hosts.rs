@@ -276,3 +276,57 @@ fn cache_hits_are_answered_from_the_received_frame_on_a_plain_veth() {
         .sum();
     assert_eq!(hits, 4);
 }
+
+/// The XDP answer tier on a plain veth: the first query goes to a backend,
+/// the second is a hit in the pool's cache (the worker copies the entry
+/// into the tier), and from the third on the XDP program answers by
+/// itself. dig accepts those answers (addresses, ports, checksums right),
+/// in the client's letter case, with TTLs going down.
+#[test]
+fn the_xdp_answer_tier_answers_repeated_queries_in_the_driver() {
+    let Some(mut topo) = Topo::up_env("drh7", 1, 1, &[("PLAIN", "1")]) else {
+        return;
+    };
+    topo.backend(1);
+    let text = config(
+        &[&format!("{VIP4}:53"), &format!("[{VIP6}]:53")],
+        1,
+        "xdp_cache_entries = 1024",
+    )
+    .replace(
+        "[pool.v6]\npolicy = \"round-robin\"\n",
+        "[pool.v6]\npolicy = \"round-robin\"\ncache_entries = 64\n",
+    ) + "[pool.default]\ncache_entries = 64\n";
+    let e = start(&topo, text).expect("starts");
+    for (server, qtype) in [(VIP4, "A"), (VIP6, "AAAA")] {
+        for i in 0..4 {
+            let name = if i == 3 {
+                "TiEr.ExAmPle.CoM"
+            } else {
+                "tier.example.com"
+            };
+            let out = topo.dig(server, &[name, qtype]);
+            assert!(
+                answers(&out),
+                "{server} query {i}: {:?}: {out}",
+                e.xdp_counters()
+            );
+            assert!(
+                out.contains(&format!("{name}.")),
+                "the client's case: {out}"
+            );
+        }
+    }
+    let x = e.xdp_counters().expect("AF_XDP");
+    let t = e.totals();
+    assert_eq!(
+        t.answers, 2,
+        "one query per family reached a backend: {t:?}"
+    );
+    assert_eq!(
+        t.local_replies, 2,
+        "one hit per family in the worker: {t:?}"
+    );
+    assert_eq!(x.tier_answers, 4, "the rest answered by the program: {x:?}");
+    assert_eq!(x.tier_drops, 0, "{x:?}");
+}

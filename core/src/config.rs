@@ -226,6 +226,10 @@ pub struct EngineConfig {
     /// values are lowered in place so backends do not send answers that
     /// fragment. 0 leaves queries alone.
     pub edns_max_payload: u16,
+    /// AF_XDP: entries of the XDP answer tier (0 = off), rounded up to a
+    /// power of two. The pool caches' answers that are asked for again
+    /// are copied there, and the XDP program answers them itself.
+    pub xdp_cache_entries: usize,
 }
 
 impl Default for EngineConfig {
@@ -244,6 +248,7 @@ impl Default for EngineConfig {
             stats_interval_s: 10,
             batch: 64,
             edns_max_payload: 1232,
+            xdp_cache_entries: 0,
         }
     }
 }
@@ -321,6 +326,8 @@ impl Default for PoolConfig {
 
 /// Most packet cache entries a pool may have (632 bytes each: 9.9 GiB).
 pub const MAX_CACHE_ENTRIES: usize = 1 << 24;
+/// Largest `engine.xdp_cache_entries` (896 MiB of tier).
+pub const MAX_XDP_CACHE_ENTRIES: usize = 1 << 20;
 
 /// Health checking, carried out by the control process.
 #[derive(Debug, Clone, Deserialize)]

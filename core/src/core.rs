@@ -133,6 +133,17 @@ pub struct Core {
     caches: Vec<Option<(Arc<Cache>, cache::Settings)>>,
     /// Where a cache lookup copies an entry (reused: never zeroed per hit).
     cache_scratch: Box<cache::Scratch>,
+    /// The last query's fresh cache hit, until the data plane takes it
+    /// (the AF_XDP plane copies it into the XDP answer tier).
+    cache_hit: Option<CacheHit>,
+}
+
+/// A query answered from a fresh cache entry: its pool and the query's
+/// cache key bits (`cache::key::bits`). The entry is in the core's scratch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheHit {
+    pub pool: u16,
+    pub bits: u32,
 }
 
 impl Core {
@@ -155,7 +166,16 @@ impl Core {
             resend: None,
             caches: Vec::new(),
             cache_scratch: Box::default(),
+            cache_hit: None,
         }
+    }
+
+    /// The last fresh cache hit since this was last asked, with the entry
+    /// it was answered from.
+    #[inline]
+    pub fn take_cache_hit(&mut self) -> Option<(CacheHit, &cache::Scratch)> {
+        let hit = self.cache_hit.take()?;
+        Some((hit, &self.cache_scratch))
     }
 
     /// Keeps recent query frames for re-sending (the AF_XDP workers).
@@ -318,7 +338,8 @@ impl Core {
         // route or skip it): a hit is the reply, written over the query.
         let mut cache_key = 0;
         if let Some(cache) = pool.cache.as_ref().filter(|_| !skip_cache) {
-            if let Some(k) = cache::key::of(&buf[..len], &q, qhash) {
+            if let Some(bits) = cache::key::bits(&buf[..len], &q) {
+                let k = cache::key::with_bits(qhash, bits);
                 let stale_s = if pool.active.is_empty() {
                     pool.cache_settings.stale_s
                 } else {
@@ -326,6 +347,12 @@ impl Core {
                 };
                 let scratch = &mut self.cache_scratch;
                 if let Some(n) = cache.answer(self.worker, k, buf, &q, now_ns, stale_s, scratch) {
+                    if now_ns < scratch.expires_ns() {
+                        self.cache_hit = Some(CacheHit {
+                            pool: pool_idx as u16,
+                            bits,
+                        });
+                    }
                     stats.local_replies.inc();
                     return QueryOutcome::Reply { len: n };
                 }

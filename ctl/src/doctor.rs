@@ -316,7 +316,7 @@ pub fn run(ifname: &str, plan: &Plan, attach: bool) -> Vec<Finding> {
 
 fn try_xdp(iface: &Iface) -> Vec<Finding> {
     let mut out = Vec::new();
-    let native = Program::load(iface.index, dnsrail_engine::config::XdpAttach::Native);
+    let native = Program::load(iface.index, dnsrail_engine::config::XdpAttach::Native, 0);
     let program = match native {
         Ok(p) => {
             out.push(f(
@@ -357,7 +357,7 @@ fn try_xdp(iface: &Iface) -> Vec<Finding> {
                     "use a driver with native XDP (docs/tuning.md)".to_string(),
                 )
             };
-            match Program::load(iface.index, dnsrail_engine::config::XdpAttach::Generic) {
+            match Program::load(iface.index, dnsrail_engine::config::XdpAttach::Generic, 0) {
                 Ok(p) => {
                     out.push(f(
                         "xdp native",

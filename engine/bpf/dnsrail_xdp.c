@@ -14,6 +14,10 @@
 // extension headers, VLAN-tagged frames and anything else stay on the kernel
 // path, so a dead engine, or a queue without a socket, never black-holes the
 // host. Sources in the block tries are dropped here, before userspace.
+//
+// A query to a frontend whose pool has the XDP answer tier on (`hot.h`) is
+// looked up there first: a fresh answer is written over the query and sent
+// back from here (XDP_TX), so a cache hit wakes no thread.
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -57,7 +61,10 @@ enum counter {
 	C_BLOCKED = 2, // dropped: source in a block trie
 	C_PASS = 3,    // passed to the kernel
 	C_ICMP = 4,    // redirected: ICMP error quoting one of our queries
-	C_MAX = 5,
+	C_HOT = 5,     // answered here from the answer tier (XDP_TX)
+	C_HOT_MISS = 6, // looked up in the answer tier, sent to the worker
+	C_HOT_DROP = 7, // resized for an answer that could not be written
+	C_MAX = 8,
 };
 
 // One slot per receive queue a worker may own: engine.workers allows 256.
@@ -135,6 +142,31 @@ static __always_inline int to_socket(struct xdp_md *ctx, __u32 c)
 	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
 }
 
+#include "hot.h"
+
+// A query to frontend `fe` (the map's value: bit 0 set, the frontend's id
+// in bits 4-15, its pool + 1 in bits 16-31 when the pool's answers are in
+// the tier): answered from the tier when the answer is there, else sent
+// to the worker.
+static __always_inline int query(struct xdp_md *ctx, __u32 fe, int v6)
+{
+	__u32 pool1 = fe >> 16;
+	if (pool1) {
+		int v = hot_answer(ctx, pool1 - 1, v6);
+		if (v == XDP_TX) {
+			__u32 id = (fe >> 4) & 0xfff;
+			__u64 *n = bpf_map_lookup_elem(&hot_fe, &id);
+			if (n)
+				*n += 1;
+			return count(C_HOT, XDP_TX);
+		}
+		if (v == XDP_DROP)
+			return count(C_HOT_DROP, XDP_DROP);
+		count(C_HOT_MISS, 0);
+	}
+	return to_socket(ctx, C_QUERY);
+}
+
 static __always_inline int is_our_port(__u16 port_be)
 {
 	__u32 k = bpf_ntohs(port_be);
@@ -202,11 +234,13 @@ static __always_inline int v4(struct xdp_md *ctx, void *data, void *end)
 	if ((void *)(udp + 1) > end)
 		return count(C_PASS, XDP_PASS);
 	struct fe4_key fk = {.addr = ip->daddr, .port = udp->dest};
-	if (bpf_map_lookup_elem(&frontends4, &fk))
-		return to_socket(ctx, C_QUERY);
+	__u32 *fe = bpf_map_lookup_elem(&frontends4, &fk);
+	if (fe)
+		return query(ctx, *fe, 0);
 	fk.addr = 0;
-	if (bpf_map_lookup_elem(&frontends4, &fk))
-		return to_socket(ctx, C_QUERY);
+	fe = bpf_map_lookup_elem(&frontends4, &fk);
+	if (fe)
+		return query(ctx, *fe, 0);
 	__u32 zero = 0;
 	struct local_addrs *l = bpf_map_lookup_elem(&local, &zero);
 	if (l && l->v4 && l->v4 == ip->daddr && is_our_port(udp->dest))
@@ -262,11 +296,13 @@ static __always_inline int v6(struct xdp_md *ctx, void *data, void *end)
 		return count(C_PASS, XDP_PASS);
 	struct fe6_key fk = {.port = udp->dest};
 	__builtin_memcpy(fk.addr, &ip->daddr, 16);
-	if (bpf_map_lookup_elem(&frontends6, &fk))
-		return to_socket(ctx, C_QUERY);
+	__u32 *fe = bpf_map_lookup_elem(&frontends6, &fk);
+	if (fe)
+		return query(ctx, *fe, 1);
 	__builtin_memset(fk.addr, 0, 16);
-	if (bpf_map_lookup_elem(&frontends6, &fk))
-		return to_socket(ctx, C_QUERY);
+	fe = bpf_map_lookup_elem(&frontends6, &fk);
+	if (fe)
+		return query(ctx, *fe, 1);
 	__u32 zero = 0;
 	struct local_addrs *l = bpf_map_lookup_elem(&local, &zero);
 	if (l && nonzero16(l->v6) && same16(l->v6, (const __u8 *)&ip->daddr) &&

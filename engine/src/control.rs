@@ -230,6 +230,9 @@ pub struct CacheReport {
     pub uncacheable: u64,
     #[serde(default)]
     pub not_admitted: u64,
+    /// Of `hits`, those the XDP program answered from the answer tier.
+    #[serde(default)]
+    pub xdp_hits: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
@@ -249,6 +252,21 @@ pub struct XdpReport {
     pub passed: u64,
     #[serde(default)]
     pub icmp: u64,
+    /// The answer tier (`engine.xdp_cache_entries`), when configured.
+    #[serde(default)]
+    pub tier: Option<TierReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+pub struct TierReport {
+    pub capacity: u64,
+    /// Answering now (off while rules or dynamic blocks are set).
+    pub active: bool,
+    pub answers: u64,
+    pub misses: u64,
+    pub drops: u64,
+    /// Cache entries copied in by the workers.
+    pub promoted: u64,
 }
 
 /// Builds the report of a running engine.
@@ -264,6 +282,13 @@ pub fn report(e: &Engine, started: Instant, with_rules: bool) -> Report {
             stats.iter().map(|w| w.drops_of(r)).sum(),
         );
     }
+    let xdp = e.xdp_counters();
+    // Queries the XDP program answered from the answer tier never reach a
+    // worker: they are added where the workers count theirs.
+    let fe_ids = snap.live_frontends().map(|f| usize::from(f.id) + 1).max();
+    let tier = e.tier(snap.pools.len(), fe_ids.unwrap_or(0));
+    let tier_answers = xdp.map_or(0, |x| x.tier_answers);
+    let at = |v: Option<&Vec<u64>>, i: usize| v.and_then(|v| v.get(i)).copied().unwrap_or(0);
     let frontends = snap
         .live_frontends()
         .map(|f| FrontendReport {
@@ -272,7 +297,8 @@ pub fn report(e: &Engine, started: Instant, with_rules: bool) -> Report {
             queries: stats
                 .iter()
                 .map(|w| w.frontend_queries[usize::from(f.id)].get())
-                .sum(),
+                .sum::<u64>()
+                + at(tier.as_ref().map(|t| &t.per_frontend), usize::from(f.id)),
         })
         .collect();
     let backends = snap
@@ -329,10 +355,10 @@ pub fn report(e: &Engine, started: Instant, with_rules: bool) -> Report {
         generation: snap.generation,
         uptime_s: started.elapsed().as_secs_f64(),
         workers: e.worker_stats().len(),
-        queries: sum(&|w| w.queries.get()),
+        queries: sum(&|w| w.queries.get()) + tier_answers,
         answers: sum(&|w| w.answers.get()),
         answers_cross_worker: sum(&|w| w.answers_cross_worker.get()),
-        local_replies: sum(&|w| w.local_replies.get()),
+        local_replies: sum(&|w| w.local_replies.get()) + tier_answers,
         checksums_completed: sum(&|w| w.checksums_completed.get()),
         answers_slow_path: sum(&|w| w.answers_slow_path.get()),
         icmp_errors: sum(&|w| w.icmp_errors.get()),
@@ -350,14 +376,17 @@ pub fn report(e: &Engine, started: Instant, with_rules: bool) -> Report {
         caches: snap
             .pools
             .iter()
-            .filter_map(|p| {
+            .enumerate()
+            .filter_map(|(i, p)| {
                 let c = p.cache.as_ref()?;
                 let t = c.counts.totals();
+                let xdp_hits = at(tier.as_ref().map(|t| &t.per_pool), i);
                 Some(CacheReport {
                     pool: p.name.clone(),
                     capacity: c.capacity() as u64,
                     entries: c.len() as u64,
-                    hits: t.hits,
+                    hits: t.hits + xdp_hits,
+                    xdp_hits,
                     stale_hits: t.stale_hits,
                     misses: t.misses,
                     inserts: t.inserts,
@@ -384,12 +413,20 @@ pub fn report(e: &Engine, started: Instant, with_rules: bool) -> Report {
                 overflow: d.overflow.load(std::sync::atomic::Ordering::Relaxed),
             }
         }),
-        xdp: e.xdp_counters().map(|x| XdpReport {
+        xdp: xdp.map(|x| XdpReport {
             queries: x.queries,
             answers: x.answers,
             blocked: x.blocked,
             passed: x.passed,
             icmp: x.icmp,
+            tier: tier.as_ref().map(|t| TierReport {
+                capacity: t.capacity,
+                active: t.active,
+                answers: x.tier_answers,
+                misses: x.tier_misses,
+                drops: x.tier_drops,
+                promoted: t.promoted,
+            }),
         }),
     }
 }

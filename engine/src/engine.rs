@@ -39,6 +39,15 @@ pub enum Io {
     Xdp,
 }
 
+/// What the XDP answer tier did (`Engine::tier`).
+pub struct TierCounts {
+    pub per_pool: Vec<u64>,
+    pub per_frontend: Vec<u64>,
+    pub capacity: u64,
+    pub promoted: u64,
+    pub active: bool,
+}
+
 pub struct Engine {
     shared: Arc<Shared>,
     stats: Vec<Arc<WorkerStats>>,
@@ -89,6 +98,21 @@ impl Engine {
     /// The XDP program's counters (AF_XDP data plane only).
     pub fn xdp_counters(&self) -> Option<XdpCounters> {
         self.xdp.as_ref().map(|x| x.counters())
+    }
+
+    /// The XDP answer tier's answers per pool index and per frontend id
+    /// (empty without a tier), its capacity and how many entries it took.
+    pub fn tier(&self, pools: usize, frontends: usize) -> Option<TierCounts> {
+        let x = self.xdp.as_ref()?;
+        let t = x.hot.as_ref()?;
+        let (per_pool, per_frontend) = x.tier_counts(pools, frontends);
+        Some(TierCounts {
+            per_pool,
+            per_frontend,
+            capacity: t.capacity() as u64,
+            promoted: t.promoted.load(std::sync::atomic::Ordering::Relaxed),
+            active: t.is_active(),
+        })
     }
 
     /// Replaces the runtime rules with `next` if it compiles; the swap is
@@ -149,6 +173,11 @@ impl Engine {
     pub fn cache_purge(&self, name: &str, suffix: bool) -> Result<usize, String> {
         let wire =
             crate::rules::wire_name(name).ok_or_else(|| format!("`{name}` is not a DNS name"))?;
+        // The XDP answer tier first: a name purged from the cache must not
+        // be answered by the program from its copy.
+        if let Some(t) = self.xdp.as_ref().and_then(|x| x.hot.as_ref()) {
+            t.purge(&wire, suffix);
+        }
         Ok(self
             .snapshot()
             .pools

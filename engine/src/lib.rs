@@ -9,7 +9,8 @@
 //! control socket, `logging`.
 
 pub use dnsrail_core::{
-    config, core, dynblock, fate, frame, hash, ids, inflight, policy, rules, snapshot, stats, wire,
+    cache, config, core, dynblock, fate, frame, hash, ids, inflight, policy, rules, snapshot,
+    stats, wire,
 };
 
 pub mod control;

@@ -14,19 +14,37 @@ use crate::wire::dns::{qtype, Header, Question};
 
 const OPT_ECS: u16 = 8;
 
+/// Where [`bits`] puts "the query has EDNS" and its DO bit (the header's
+/// RD, AD and CD bits keep their places).
+pub const EDNS: u32 = 1 << 16;
+pub const DO: u32 = 1 << 17;
+
 /// The cache key of the query `msg` (question `q`), or `None` when it must
 /// go past the cache.
 #[inline]
 pub fn of(msg: &[u8], q: &Question, qhash: u64) -> Option<u64> {
+    Some(with_bits(qhash, bits(msg, q)?))
+}
+
+/// The cache key of a question hash and its query's [`bits`].
+#[inline]
+pub fn with_bits(qhash: u64, bits: u32) -> u64 {
+    mix(qhash ^ u64::from(bits).wrapping_mul(0x9e37_79b9_7f4a_7c15)).max(1)
+}
+
+/// What of the query `msg` besides its question changes the answer (RD,
+/// AD, CD, [`EDNS`], [`DO`]), or `None` when it must go past the cache.
+#[inline]
+pub fn bits(msg: &[u8], q: &Question) -> Option<u32> {
     let h = Header::new_checked(msg).ok()?;
     if h.opcode() != 0 || h.ancount() != 0 || h.nscount() != 0 || h.arcount() > 1 {
         return None;
     }
     let flags = h.flags();
     // RD (0x0100), AD (0x0020), CD (0x0010).
-    let mut bits = u64::from(flags & 0x0130);
+    let mut bits = u32::from(flags & 0x0130);
     if h.arcount() == 1 {
-        bits |= 1 << 16; // EDNS present
+        bits |= EDNS;
         let opt = msg.get(q.end..)?;
         // Root name, TYPE, CLASS (payload), TTL (ext-rcode, version,
         // flags), RDLENGTH.
@@ -37,7 +55,7 @@ pub fn of(msg: &[u8], q: &Question, qhash: u64) -> Option<u64> {
             return None; // EDNS version other than 0
         }
         if opt[7] & 0x80 != 0 {
-            bits |= 1 << 17; // DO
+            bits |= DO;
         }
         let rdlen = usize::from(u16::from_be_bytes([opt[9], opt[10]]));
         let rdata = opt.get(11..11 + rdlen)?;
@@ -60,6 +78,5 @@ pub fn of(msg: &[u8], q: &Question, qhash: u64) -> Option<u64> {
     } else if msg.len() != q.end {
         return None;
     }
-    let k = mix(qhash ^ bits.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    Some(k.max(1))
+    Some(bits)
 }

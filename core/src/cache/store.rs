@@ -54,6 +54,7 @@ impl Default for Entry {
 /// ever read.
 pub struct Copied {
     pub(super) stored_ns: u64,
+    pub(super) expires_ns: u64,
     pub(super) len: u16,
     pub(super) nttl: u8,
     pub(super) ttl_at: [u16; MAX_TTLS],
@@ -64,11 +65,33 @@ impl Default for Copied {
     fn default() -> Self {
         Copied {
             stored_ns: 0,
+            expires_ns: 0,
             len: 0,
             nttl: 0,
             ttl_at: [0; MAX_TTLS],
             data: [0; MAX_MSG],
         }
+    }
+}
+
+impl Copied {
+    /// The answer as kept (its TTLs as they came).
+    pub fn msg(&self) -> &[u8] {
+        &self.data[..usize::from(self.len)]
+    }
+
+    /// Where its TTL fields are.
+    pub fn ttl_at(&self) -> &[u16] {
+        &self.ttl_at[..usize::from(self.nttl)]
+    }
+
+    /// When it was kept and when it expires (the caller's clock).
+    pub fn stored_ns(&self) -> u64 {
+        self.stored_ns
+    }
+
+    pub fn expires_ns(&self) -> u64 {
+        self.expires_ns
     }
 }
 
@@ -181,6 +204,7 @@ impl Store {
             return None;
         }
         out.stored_ns = e.stored_ns.load(r);
+        out.expires_ns = expires;
         for (w, word) in e.data[..len.div_ceil(8)].iter().enumerate() {
             out.data[w * 8..w * 8 + 8].copy_from_slice(&word.load(r).to_ne_bytes());
         }

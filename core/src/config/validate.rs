@@ -95,6 +95,23 @@ impl Config {
         if !(1..=1024).contains(&e.batch) {
             return Err(whole("engine.batch", "must be 1 to 1024".into()));
         }
+        if e.xdp_cache_entries > super::MAX_XDP_CACHE_ENTRIES {
+            return Err(whole(
+                "engine.xdp_cache_entries",
+                format!(
+                    "must be 0 (off) to {} (896 bytes each)",
+                    super::MAX_XDP_CACHE_ENTRIES
+                ),
+            ));
+        }
+        // The XDP program reads the tier's entries with plain loads, which
+        // is a sequence lock only where loads are not reordered (x86).
+        if e.xdp_cache_entries > 0 && !cfg!(target_arch = "x86_64") {
+            return Err(whole(
+                "engine.xdp_cache_entries",
+                "the XDP answer tier needs x86-64; set 0".into(),
+            ));
+        }
         if self.frontends.is_empty() {
             return Err(whole(
                 "frontend",

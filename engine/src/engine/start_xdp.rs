@@ -53,6 +53,8 @@ impl Engine {
             &snap0,
             workers * per_worker,
             cfg.engine.xdp_attach,
+            cfg.engine.xdp_cache_entries,
+            cfg.dynblock.qps > 0,
         )?);
 
         // Resolve next hops before serving; prodded ones get a moment.
@@ -68,6 +70,9 @@ impl Engine {
         overrides.neighbours = Some(macs);
         let snap = first_snapshot(&cfg, &rules, &mut registry, &overrides);
         let shared = Shared::new(snap.clone());
+        if let Some(t) = &plane.hot {
+            t.set_clock_zero(crate::io::xdp::hot::mono_ns().saturating_sub(shared.now_ns()));
+        }
         let dynblock =
             (cfg.dynblock.qps > 0).then(|| Arc::new(DynBlock::new(cfg.dynblock.clone())));
 
@@ -101,6 +106,7 @@ impl Engine {
                 mode: cfg.engine.xdp_bind,
                 poll: cfg.engine.poll,
                 batch: cfg.engine.batch,
+                hot: plane.hot.clone(),
             };
             let worker = XskWorker::new(core, shared.clone(), plane.env.clone(), &spec)?;
             plane.add_socket(w as u32, worker.fd())?;

@@ -5,7 +5,6 @@
 //! engine exits, however it exits (`kill -9` included), the kernel closes the
 //! link and the interface falls back to the plain kernel path.
 
-use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 
@@ -13,7 +12,7 @@ use anyhow::{anyhow, Context};
 use aya::maps::lpm_trie::Key;
 use aya::maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, XskMap};
 use aya::programs::{Xdp, XdpMode};
-use aya::{Ebpf, Pod};
+use aya::{Ebpf, EbpfLoader, Pod};
 
 use crate::config::XdpAttach;
 
@@ -50,6 +49,13 @@ pub struct XdpCounters {
     pub passed: u64,
     /// ICMP errors quoting one of our queries, sent to the workers.
     pub icmp: u64,
+    /// Queries the program answered from the answer tier (XDP_TX).
+    pub tier_answers: u64,
+    /// Queries looked up in the tier and sent on to the workers.
+    pub tier_misses: u64,
+    /// Queries resized for a tier answer that could not be written, and
+    /// dropped (a bad entry; none expected).
+    pub tier_drops: u64,
 }
 
 /// How the program ended up attached.
@@ -61,9 +67,31 @@ pub enum Attached {
 
 pub struct Program {
     ebpf: Ebpf,
-    frontends: HashSet<SocketAddr>,
+    /// Each frontend in the maps, with its value there.
+    frontends: std::collections::HashMap<SocketAddr, u32>,
     pub attached: Attached,
+    /// Entries of the `hot` array (2 when the tier is off).
+    hot_entries: usize,
 }
+
+/// The value of a frontend in `frontends4`/`frontends6`: bit 0 set, the
+/// frontend's id in bits 4-15, and when the tier answers for it, its pool
+/// + 1 in bits 16-31.
+pub fn frontend_value(id: u16, tier_pool: Option<u16>) -> u32 {
+    let pool = tier_pool.map_or(0, |p| u32::from(p) + 1);
+    1 | (u32::from(id) & 0xfff) << 4 | pool << 16
+}
+
+/// Hash seed and size of the answer tier (`struct hot_conf`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct HotConf {
+    seed: u64,
+    set_mask: u32,
+    sets: u32,
+}
+// SAFETY: repr(C), integers only, no padding (8 + 4 + 4).
+unsafe impl Pod for HotConf {}
 
 fn map<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut aya::maps::Map> {
     ebpf.map_mut(name)
@@ -71,9 +99,16 @@ fn map<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut aya::maps::
 }
 
 impl Program {
-    /// Loads the program and attaches it to `ifindex`.
-    pub fn load(ifindex: u32, attach: XdpAttach) -> anyhow::Result<Program> {
-        let mut ebpf = Ebpf::load(OBJECT).context("cannot load the XDP program")?;
+    /// Loads the program, with an answer tier of `hot_entries` entries
+    /// (0 = none; else a power of two, at least 2), and attaches it to
+    /// `ifindex`.
+    pub fn load(ifindex: u32, attach: XdpAttach, hot_entries: usize) -> anyhow::Result<Program> {
+        // A BPF array cannot be empty: the tier off is 2 entries, unused.
+        let hot = hot_entries.max(2);
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("hot", u32::try_from(hot).context("answer tier too large")?)
+            .load(OBJECT)
+            .context("cannot load the XDP program")?;
         let prog: &mut Xdp = ebpf
             .program_mut("dnsrail_xdp")
             .ok_or_else(|| anyhow!("XDP object has no program dnsrail_xdp"))?
@@ -102,9 +137,31 @@ impl Program {
         };
         Ok(Program {
             ebpf,
-            frontends: HashSet::new(),
+            frontends: std::collections::HashMap::new(),
             attached,
+            hot_entries: hot,
         })
+    }
+
+    /// Turns the answer tier on (`seed`: the hash seed) and returns the
+    /// descriptor of its array, for the engine to map.
+    pub fn tier_on(&mut self, seed: u64) -> anyhow::Result<std::os::fd::OwnedFd> {
+        let sets = (self.hot_entries / super::hot::WAYS) as u32;
+        let mut conf: Array<&mut MapData, HotConf> = map(&mut self.ebpf, "hot_conf")?.try_into()?;
+        conf.set(
+            0,
+            HotConf {
+                seed,
+                set_mask: sets - 1,
+                sets,
+            },
+            0,
+        )?;
+        let aya::maps::Map::Array(hot) = map(&mut self.ebpf, "hot")? else {
+            anyhow::bail!("XDP object's map hot is not an array");
+        };
+        use std::os::fd::AsFd;
+        Ok(hot.fd().as_fd().try_clone_to_owned()?)
     }
 
     /// Our backend-side source addresses and ports.
@@ -128,22 +185,28 @@ impl Program {
         Ok(())
     }
 
-    /// Makes the frontend maps hold exactly `want`.
-    pub fn sync_frontends(&mut self, want: &[SocketAddr]) -> anyhow::Result<()> {
-        let want: HashSet<SocketAddr> = want.iter().copied().collect();
-        let gone: Vec<SocketAddr> = self.frontends.difference(&want).copied().collect();
-        let new: Vec<SocketAddr> = want.difference(&self.frontends).copied().collect();
+    /// Makes the frontend maps hold exactly `want` (address, value).
+    pub fn sync_frontends(&mut self, want: &[(SocketAddr, u32)]) -> anyhow::Result<()> {
+        let want: std::collections::HashMap<SocketAddr, u32> = want.iter().copied().collect();
+        let gone: Vec<SocketAddr> = self
+            .frontends
+            .keys()
+            .filter(|a| !want.contains_key(a))
+            .copied()
+            .collect();
         for a in gone {
-            self.frontend(a, false)?;
+            self.frontend(a, None)?;
         }
-        for a in new {
-            self.frontend(a, true)?;
+        for (&a, &v) in &want {
+            if self.frontends.get(&a) != Some(&v) {
+                self.frontend(a, Some(v))?;
+            }
         }
         self.frontends = want;
         Ok(())
     }
 
-    fn frontend(&mut self, a: SocketAddr, add: bool) -> anyhow::Result<()> {
+    fn frontend(&mut self, a: SocketAddr, value: Option<u32>) -> anyhow::Result<()> {
         let port = a.port().to_be_bytes();
         match a.ip() {
             IpAddr::V4(ip) => self.fe_set(
@@ -153,7 +216,7 @@ impl Program {
                     port,
                     pad: 0,
                 },
-                add,
+                value,
             ),
             IpAddr::V6(ip) => self.fe_set(
                 "frontends6",
@@ -162,17 +225,21 @@ impl Program {
                     port,
                     pad: 0,
                 },
-                add,
+                value,
             ),
         }
     }
 
-    fn fe_set<const N: usize>(&mut self, name: &str, k: FeKey<N>, add: bool) -> anyhow::Result<()> {
+    fn fe_set<const N: usize>(
+        &mut self,
+        name: &str,
+        k: FeKey<N>,
+        value: Option<u32>,
+    ) -> anyhow::Result<()> {
         let mut m: HashMap<&mut MapData, FeKey<N>, u32> = map(&mut self.ebpf, name)?.try_into()?;
-        if add {
-            m.insert(k, 1, 0)?
-        } else {
-            m.remove(&k)?
+        match value {
+            Some(v) => m.insert(k, v, 0)?,
+            None => m.remove(&k)?,
         }
         Ok(())
     }
@@ -225,6 +292,27 @@ impl Program {
             blocked: sum(2),
             passed: sum(3),
             icmp: sum(4),
+            tier_answers: sum(5),
+            tier_misses: sum(6),
+            tier_drops: sum(7),
         }
+    }
+
+    /// Tier answers per index of the per-CPU array `name` (`hot_hits`:
+    /// pools, `hot_fe`: frontend ids), for the first `n` indexes.
+    pub fn tier_counts(&mut self, name: &str, n: usize) -> Vec<u64> {
+        let Some(m) = self.ebpf.map_mut(name) else {
+            return vec![0; n];
+        };
+        let Ok(arr) = PerCpuArray::<&mut MapData, u64>::try_from(m) else {
+            return vec![0; n];
+        };
+        (0..n as u32)
+            .map(|i| {
+                arr.get(&i, 0)
+                    .map(|v| v.iter().copied().sum::<u64>())
+                    .unwrap_or(0)
+            })
+            .collect()
     }
 }

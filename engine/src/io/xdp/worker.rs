@@ -13,6 +13,7 @@ use xsk_rs::config::{
 };
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
+use super::hot::HotTier;
 use crate::config::{PollMode, XdpBind};
 use crate::core::Core;
 use crate::frame::{FrameEnv, FrameKind, FrameVerdict};
@@ -55,6 +56,8 @@ pub struct XskSpec<'a> {
     pub mode: XdpBind,
     pub poll: PollMode,
     pub batch: usize,
+    /// The XDP answer tier, when on: fresh cache hits are copied there.
+    pub hot: Option<Arc<HotTier>>,
 }
 
 pub struct XskWorker {
@@ -79,6 +82,7 @@ pub struct XskWorker {
     /// Kernel-side drops seen so far, and when they were last logged.
     kernel_drops: u64,
     drops_logged: u64,
+    hot: Option<Arc<HotTier>>,
 }
 
 fn socket_config(bind: BindFlags) -> SocketConfig {
@@ -183,6 +187,7 @@ impl XskWorker {
             mode,
             poll,
             batch,
+            hot,
         } = spec;
         let (queue, mode, poll, batch) = (*queue, *mode, *poll, *batch);
         let iface: Interface = ifname.parse().context("interface name")?;
@@ -225,6 +230,7 @@ impl XskWorker {
                         bound,
                         kernel_drops: 0,
                         drops_logged: 0,
+                        hot: hot.clone(),
                     };
                     // The fill ring is full before the socket goes into the
                     // XSKMAP: the first frames must not find it empty (they
@@ -318,7 +324,17 @@ impl XskWorker {
             FrameKind::Answer => self
                 .core
                 .answer_frame(snap, &self.env, &mut buf[..len], now),
-            FrameKind::Query => self.core.query_frame(snap, &self.env, buf, len, now),
+            FrameKind::Query => {
+                let v = self.core.query_frame(snap, &self.env, buf, len, now);
+                // A fresh cache hit: asked again, so the XDP program gets
+                // it and answers the next ones itself.
+                if let Some(t) = &self.hot {
+                    if let Some((hit, entry)) = self.core.take_cache_hit() {
+                        t.promote(hit, entry);
+                    }
+                }
+                v
+            }
             FrameKind::Icmp => self.core.icmp_frame(snap, &self.env, buf, len, now),
         };
         match verdict {
