@@ -9,9 +9,10 @@
 # Bounded: every step has a fixed duration (the default run takes 4–6
 # minutes); the namespaces and every process in them are removed on exit.
 #
-# `scripts/bench.sh cache` runs the cached pair instead: dnsrail over AF_XDP
-# with its packet cache against dnsdist with its own, on a mix of about 90 %
-# hits, into docs/bench/cache/ and the "compare-cache" section (2–3 minutes).
+# `scripts/bench.sh cache` runs the cached contenders instead: dnsrail over
+# AF_XDP with its packet cache and the XDP answer tier, the same without the
+# tier, and dnsdist with its packet cache, on a mix of about 90 % hits, into
+# docs/bench/cache/ and the "compare-cache" section (about 7 minutes).
 #
 #   scripts/bench.sh                                    the full run
 #   scripts/bench.sh --rates 50000,100000 --secs 2      a shorter sweep
@@ -28,7 +29,7 @@ cargo build --release -q -p dnsrail-engine -p dnsrail-bench
 if [ "${1:-}" = cache ]; then
     shift
     DNSRAIL_BENCH_COMMAND="scripts/bench.sh cache${*:+ $*}" \
-        target/release/dnsrail-bench compare --contenders xdp-cache,dnsdist-cache \
+        target/release/dnsrail-bench compare --contenders xdp-tier,xdp-cache,dnsdist-cache \
         --out docs/bench/cache --doc docs/benchmarks.md --section compare-cache "$@"
 else
     DNSRAIL_BENCH_COMMAND="scripts/bench.sh${*:+ $*}" \

@@ -96,12 +96,19 @@ fn short_comparison_measures_every_contender_and_writes_table_and_plots() {
                 "{what}: hit rate {hits:?}"
             );
             assert!(step.hit_pct().is_some(), "{what}: {step:?}");
-            if row.kind == Kind::XdpCache {
+            if row.kind == Kind::XdpCache || row.kind == Kind::XdpTier {
                 let c = row
                     .engine_cache
                     .as_ref()
                     .expect("the engine's cache report");
                 assert!(c.hits > 0 && c.inserts > 0, "{what}: {c:?}");
+                // With the tier, most hits are the XDP program's; without,
+                // none are.
+                if row.kind == Kind::XdpTier {
+                    assert!(c.xdp_hits * 2 > c.hits, "{what}: {c:?}");
+                } else {
+                    assert_eq!(c.xdp_hits, 0, "{what}: {c:?}");
+                }
             }
         } else {
             // The mix: about a fifth of the answers wait 20 ms, the rest come
@@ -152,10 +159,15 @@ fn short_comparison_measures_every_contender_and_writes_table_and_plots() {
         assert!(md.contains(&r.label(k)), "{md}");
     }
     assert!(md.contains("AF_XDP max qps ≥ 4× dnsdist's"), "{md}");
-    assert!(
-        md.contains("cached: dnsrail CPU per query ≤ 1/3 of dnsdist's"),
-        "{md}"
-    );
+    for name in [
+        "dnsrail with the XDP answer tier",
+        "dnsrail, cache in the workers only",
+    ] {
+        assert!(
+            md.contains(&format!("cached, {name}: CPU per query ≤ 1/3 of dnsdist's")),
+            "{md}"
+        );
+    }
     let text = std::fs::read_to_string(&doc).unwrap();
     assert!(text.starts_with("# Benchmarks\n\nkept\n") && text.contains("<!-- compare:end -->"));
     for png in [

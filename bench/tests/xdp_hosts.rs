@@ -297,6 +297,13 @@ fn the_xdp_answer_tier_answers_repeated_queries_in_the_driver() {
         "[pool.v6]\npolicy = \"round-robin\"\n",
         "[pool.v6]\npolicy = \"round-robin\"\ncache_entries = 64\n",
     ) + "[pool.default]\ncache_entries = 64\n";
+    // Native XDP_TX on a veth loses the answers: refused, naming the fix.
+    let native = text.replace(
+        "xdp_cache_entries = 1024",
+        "xdp_cache_entries = 1024\nxdp_attach = \"native\"",
+    );
+    let err = format!("{:#}", start(&topo, native).err().expect("refused"));
+    assert!(err.contains("xdp_attach = \"generic\""), "{err}");
     let e = start(&topo, text).expect("starts");
     for (server, qtype) in [(VIP4, "A"), (VIP6, "AAAA")] {
         for i in 0..4 {
@@ -329,4 +336,39 @@ fn the_xdp_answer_tier_answers_repeated_queries_in_the_driver() {
     );
     assert_eq!(x.tier_answers, 4, "the rest answered by the program: {x:?}");
     assert_eq!(x.tier_drops, 0, "{x:?}");
+    let tier = |e: &Engine| e.xdp_counters().unwrap().tier_answers;
+
+    // TTLs go down in the program's answers too.
+    std::thread::sleep(Duration::from_millis(2100));
+    let out = topo.dig(VIP4, &["tier.example.com", "A"]);
+    let ttl: u32 = out
+        .lines()
+        .find(|l| l.starts_with("tier.example.com."))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("an answer: {out}"));
+    assert!((296..=298).contains(&ttl), "TTL {ttl}: {out}");
+    assert_eq!(tier(&e), 5);
+
+    // Purged: the next query goes to the backend, not to the tier's copy.
+    e.cache_purge("tier.example.com", false).unwrap();
+    assert!(answers(&topo.dig(VIP4, &["tier.example.com", "A"])));
+    assert_eq!(e.totals().answers, 3, "asked the backend again");
+    assert_eq!(tier(&e), 5);
+
+    // A rule runs before the cache, and only in the workers: with one set,
+    // the program answers nothing, and the rule is obeyed.
+    for _ in 0..2 {
+        assert!(answers(&topo.dig(VIP4, &["tier.example.com", "A"])));
+    }
+    let before = tier(&e);
+    assert!(before > 5, "the tier answers again");
+    e.rules_add(
+        "[[rule]]\nname = \"no-tier\"\nmatch = { suffix = \"example.com\" }\naction = \"refused\"\n",
+        false,
+    )
+    .unwrap();
+    let out = topo.dig(VIP4, &["tier.example.com", "A"]);
+    assert!(out.contains("status: REFUSED"), "{out}");
+    assert_eq!(tier(&e), before, "the program stood aside");
 }

@@ -469,7 +469,7 @@ pub fn render(r: Option<&Report>, v: &CtlView<'_>) -> String {
     }
     if !r.caches.is_empty() {
         type Field = fn(&dnsrail_engine::control::CacheReport) -> u64;
-        let series: [(&str, &str, &str, Field); 8] = [
+        let series: [(&str, &str, &str, Field); 9] = [
             ("dnsrail_cache_entries", "gauge", "Answers held by the pool's packet cache.", |c| c.entries),
             ("dnsrail_cache_capacity", "gauge", "Entries the pool's packet cache has room for.", |c| c.capacity),
             ("dnsrail_cache_hits_total", "counter", "Queries answered from the packet cache (stale ones included).", |c| c.hits),
@@ -478,6 +478,7 @@ pub fn render(r: Option<&Report>, v: &CtlView<'_>) -> String {
             ("dnsrail_cache_inserts_total", "counter", "Answers kept by the packet cache.", |c| c.inserts),
             ("dnsrail_cache_uncacheable_total", "counter", "Answers to cacheable queries that could not be kept (TC, size, TTL 0, RCODE, no SOA ...).", |c| c.uncacheable),
             ("dnsrail_cache_not_admitted_total", "counter", "Answers a full set turned away on their name's first miss there (the doorkeeper).", |c| c.not_admitted),
+            ("dnsrail_cache_xdp_hits_total", "counter", "Of the cache hits, those the XDP program answered from the answer tier.", |c| c.xdp_hits),
         ];
         for (name, kind, help, f) in series {
             head(&mut o, name, kind, help);
@@ -531,6 +532,21 @@ pub fn render(r: Option<&Report>, v: &CtlView<'_>) -> String {
             "XDP: ICMP errors quoting one of the engine's queries, sent to the workers.",
         );
         let _ = writeln!(o, "dnsrail_xdp_icmp_total {}", x.icmp);
+        if let Some(t) = &x.tier {
+            type Field = fn(&dnsrail_engine::control::TierReport) -> u64;
+            let series: [(&str, &str, &str, Field); 6] = [
+                ("dnsrail_xdp_tier_capacity", "gauge", "Entries the XDP answer tier has room for.", |t| t.capacity),
+                ("dnsrail_xdp_tier_active", "gauge", "1 while the XDP program answers from the tier (0 while rules or dynamic blocks are set).", |t| u64::from(t.active)),
+                ("dnsrail_xdp_tier_answers_total", "counter", "Queries the XDP program answered from the answer tier.", |t| t.answers),
+                ("dnsrail_xdp_tier_misses_total", "counter", "Queries looked up in the answer tier and sent on to the workers.", |t| t.misses),
+                ("dnsrail_xdp_tier_drops_total", "counter", "Queries dropped after being resized for a tier answer that could not be written.", |t| t.drops),
+                ("dnsrail_xdp_tier_promoted_total", "counter", "Cache entries the workers copied into the answer tier.", |t| t.promoted),
+            ];
+            for (name, kind, help, f) in series {
+                head(&mut o, name, kind, help);
+                let _ = writeln!(o, "{name} {}", f(t));
+            }
+        }
     }
     o
 }

@@ -176,12 +176,18 @@ static __always_inline int hot_serve(struct xdp_md *ctx, struct hot_scratch *s,
 	__u64 now = bpf_ktime_get_ns();
 	if (now >= e->expires_ns)
 		return XDP_PASS;
-	// The whole name, not just its hash (both zero-padded).
+	// The whole name, not just its hash: its words (zero-padded on both
+	// sides), no more.
+	__u32 nw = (nl + 7) / 8;
 #pragma clang loop unroll(disable)
-	for (int i = 0; i < HOT_NAME / 8; i++)
+	for (__u32 i = 0; i < HOT_NAME / 8; i++) {
+		if (i >= nw)
+			break;
 		if (((__u64 *)e->name)[i] != ((__u64 *)s->lname)[i])
 			return XDP_PASS;
+	}
 	__u32 tl = e->tail_len;
+	__u32 nt = e->nttl;
 	__u64 stored = e->stored_ns;
 	// The answer's header after its ID (flags, counts) into h[2..12].
 #pragma unroll
@@ -190,26 +196,32 @@ static __always_inline int hot_serve(struct xdp_md *ctx, struct hot_scratch *s,
 #pragma unroll
 	for (int i = 0; i < HOT_TTLS / 4; i++)
 		((__u64 *)s->ttl_at)[i] = ((__u64 *)e->ttl_at)[i];
-	// A loop, not unrolled: unrolled, clang loads all 64 words before
-	// the first store and spills them past the 512-byte stack.
+	// The tail's words, no more. A loop, not unrolled: unrolled, clang
+	// loads all 64 words before the first store and spills them past the
+	// 512-byte stack. `tl` may be torn here: checked after the sequence.
+	__u32 tw = (tl + 7) / 8;
 #pragma clang loop unroll(disable)
-	for (int i = 0; i < HOT_TAIL / 8; i++)
+	for (__u32 i = 0; i < HOT_TAIL / 8; i++) {
+		if (i >= tw)
+			break;
 		((__u64 *)s->tail)[i] = ((__u64 *)e->tail)[i];
+	}
 	barrier();
 	if (READ_ONCE(e->seq) != s1)
 		return XDP_PASS; // a writer came in: the worker answers
-	if (tl > HOT_TAIL)
+	if (tl > HOT_TAIL || nt > HOT_TTLS)
 		return XDP_PASS;
 	__u32 len = 12 + qe + tl; // the answer's length
 	if (len > HOT_MSG)
 		return XDP_PASS;
 
-	// Age the TTLs in the copy: every slot, without a branch (a branch
-	// per slot makes 2^32 paths for the verifier). The engine points the
-	// slots it does not use at HOT_TTL_NONE, past any answer.
+	// Age the TTLs in the copy (the engine checked that each lies inside
+	// the tail; masked here so that a bad one stays inside the scratch).
 	__u64 age = (now - stored) / 1000000000ULL;
-#pragma unroll
-	for (int j = 0; j < HOT_TTLS; j++) {
+#pragma clang loop unroll(disable)
+	for (__u32 j = 0; j < HOT_TTLS; j++) {
+		if (j >= nt)
+			break;
 		__u8 *f = &s->tail[BOUND(s->ttl_at[j], 0x3ff)];
 		__u64 ttl = (__u64)f[0] << 24 | (__u64)f[1] << 16 | (__u64)f[2] << 8 | f[3];
 		__u64 d = ttl - age;

@@ -29,10 +29,14 @@ pub enum Kind {
     XdpCache,
     /// dnsdist with its packet cache.
     DnsdistCache,
+    /// The AF_XDP data plane with a packet cache and the XDP answer tier
+    /// (`engine.xdp_cache_entries`): repeated hits answered by the XDP
+    /// program.
+    XdpTier,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Direct,
         Kind::Xdp,
         Kind::XdpBusy,
@@ -40,6 +44,7 @@ impl Kind {
         Kind::Dnsdist,
         Kind::XdpCache,
         Kind::DnsdistCache,
+        Kind::XdpTier,
     ];
 
     pub fn slug(self) -> &'static str {
@@ -51,6 +56,7 @@ impl Kind {
             Kind::Dnsdist => "dnsdist",
             Kind::XdpCache => "xdp-cache",
             Kind::DnsdistCache => "dnsdist-cache",
+            Kind::XdpTier => "xdp-tier",
         }
     }
 
@@ -63,13 +69,23 @@ impl Kind {
             Kind::Dnsdist => "dnsdist",
             Kind::XdpCache => "dnsrail AF_XDP, packet cache",
             Kind::DnsdistCache => "dnsdist, packet cache",
+            Kind::XdpTier => "dnsrail AF_XDP, packet cache + XDP answer tier",
         }
     }
 
     /// A contender of the cached pair: its backends answer with records a
     /// cache keeps, and it is measured on the hit mix.
     pub fn cached(self) -> bool {
-        matches!(self, Kind::XdpCache | Kind::DnsdistCache)
+        matches!(self, Kind::XdpCache | Kind::DnsdistCache | Kind::XdpTier)
+    }
+
+    /// dnsrail over AF_XDP: its XDP program's own run time is part of its
+    /// CPU (the tier answers there, in the kernel's receive path).
+    pub fn is_xdp(self) -> bool {
+        matches!(
+            self,
+            Kind::Xdp | Kind::XdpBusy | Kind::XdpCache | Kind::XdpTier
+        )
     }
 
     /// dnsdist, with or without its cache.
@@ -100,20 +116,28 @@ impl Kind {
 /// many times over (dnsrail: 79 MiB at 632 bytes an entry).
 pub const CACHE_ENTRIES: u32 = 131_072;
 
+/// Entries of the XDP answer tier of `xdp-tier`: the popular names many
+/// times over (56 MiB at 896 bytes an entry).
+pub const TIER_ENTRIES: u32 = 65_536;
+
 /// The engine's configuration for `kind` (a dnsrail kind): one worker on
 /// CPU 1, the VIP as its frontend, `backends` backends on `backend_port`,
 /// and for the cached kind a packet cache of [`CACHE_ENTRIES`] at its
 /// defaults.
 pub fn engine_toml(kind: Kind, backends: usize, backend_port: u16) -> String {
     let (io, poll) = match kind {
-        Kind::Xdp | Kind::XdpCache => ("xdp", "adaptive"),
+        Kind::Xdp | Kind::XdpCache | Kind::XdpTier => ("xdp", "adaptive"),
         Kind::XdpBusy => ("xdp", "busy"),
         _ => ("socket", "adaptive"),
     };
     let mut t = format!(
         "[engine]\nio = \"{io}\"\npoll = \"{poll}\"\ninterface = \"eth0\"\ncpus = [1]\n\
-         stats_interval_s = 0\n\n[[frontend]]\nlisten = \"{VIP4}:53\"\n"
+         stats_interval_s = 0\n"
     );
+    if kind == Kind::XdpTier {
+        let _ = writeln!(t, "xdp_cache_entries = {TIER_ENTRIES}");
+    }
+    let _ = write!(t, "\n[[frontend]]\nlisten = \"{VIP4}:53\"\n");
     for i in 1..=backends {
         let _ = write!(
             t,
@@ -190,7 +214,7 @@ impl Running {
         let log = work.join(format!("{}-{backend_port}.log", kind.slug()));
         let (pid, control) = match kind {
             Kind::Direct => (None, None),
-            Kind::Xdp | Kind::XdpBusy | Kind::Socket | Kind::XdpCache => {
+            Kind::Xdp | Kind::XdpBusy | Kind::Socket | Kind::XdpCache | Kind::XdpTier => {
                 let cfg = work.join(format!("{}.toml", kind.slug()));
                 std::fs::write(&cfg, engine_toml(kind, backends, backend_port))?;
                 let sock = work.join(format!("{}.sock", kind.slug()));
@@ -286,7 +310,13 @@ mod tests {
 
     #[test]
     fn engine_config_is_valid_and_pinned() {
-        for kind in [Kind::Xdp, Kind::XdpBusy, Kind::Socket, Kind::XdpCache] {
+        for kind in [
+            Kind::Xdp,
+            Kind::XdpBusy,
+            Kind::Socket,
+            Kind::XdpCache,
+            Kind::XdpTier,
+        ] {
             let t = engine_toml(kind, 2, 5301);
             let c = dnsrail_engine::config::Config::parse(&t, "compare.toml")
                 .unwrap_or_else(|e| panic!("{e}\n{t}"));
@@ -296,6 +326,8 @@ mod tests {
             let cache = c.pools.get("default").map_or(0, |p| p.cache_entries);
             let want = if kind.cached() { CACHE_ENTRIES } else { 0 };
             assert_eq!(cache as u64, u64::from(want), "{kind:?}");
+            let tier = if kind == Kind::XdpTier { TIER_ENTRIES } else { 0 };
+            assert_eq!(c.engine.xdp_cache_entries as u64, u64::from(tier));
         }
     }
 

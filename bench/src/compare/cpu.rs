@@ -46,11 +46,41 @@ pub fn parse_proc_stat(text: &str) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// (program id, run_time_ns) of a `/proc/PID/fdinfo/N` text when the
+/// descriptor is a BPF program (the kernel counts run time while
+/// `kernel.bpf_stats_enabled` is 1).
+pub fn parse_prog_fdinfo(text: &str) -> Option<(u64, u64)> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+    };
+    Some((field("prog_id:")?, field("run_time_ns:")?))
+}
+
+/// Nanoseconds the BPF programs `pid` holds have run: for dnsrail over
+/// AF_XDP, its XDP program, which runs in the kernel's receive path and is
+/// not the process's CPU time.
+pub fn bpf_run_ns(pid: u32) -> Option<u64> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).ok()?;
+    let mut progs = std::collections::BTreeMap::new();
+    for e in dir.flatten() {
+        if let Some((id, ns)) = std::fs::read_to_string(e.path())
+            .ok()
+            .as_deref()
+            .and_then(parse_prog_fdinfo)
+        {
+            progs.insert(id, ns);
+        }
+    }
+    (!progs.is_empty()).then(|| progs.values().sum())
+}
+
 /// A sample to measure an interval against.
 pub struct Sample {
     at: Instant,
     cpus: Vec<(u64, u64)>,
     proc_s: Option<(f64, f64)>,
+    prog_ns: Option<u64>,
     pid: Option<u32>,
 }
 
@@ -66,6 +96,10 @@ pub struct Usage {
     #[serde(default)]
     pub proc_user_s: Option<f64>,
     pub proc_pct: Option<f64>,
+    /// Seconds the process's BPF programs ran (its XDP program), not in
+    /// `proc_s`.
+    #[serde(default)]
+    pub prog_s: Option<f64>,
 }
 
 impl Sample {
@@ -74,6 +108,7 @@ impl Sample {
             at: Instant::now(),
             cpus: parse_proc_stat(&std::fs::read_to_string("/proc/stat").unwrap_or_default()),
             proc_s: pid.and_then(process_seconds),
+            prog_ns: pid.and_then(bpf_run_ns),
             pid,
         }
     }
@@ -106,6 +141,10 @@ impl Sample {
             proc_user_s,
             // At most every CPU (the scaled figure can overshoot).
             proc_pct: proc_s.map(|s| (100.0 * s / wall).min(100.0 * self.cpus.len().max(1) as f64)),
+            prog_s: match (self.prog_ns, end.prog_ns) {
+                (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e9),
+                _ => None,
+            },
         }
     }
 }

@@ -58,8 +58,8 @@ pub struct Spec {
     pub prefix: String,
     #[arg(long, value_parser = backend_count, default_value = "2")]
     pub backends: usize,
-    /// Contenders, comma-separated (the cached pair, xdp-cache and
-    /// dnsdist-cache, runs on its own: `scripts/bench.sh cache`).
+    /// Contenders, comma-separated (the cached ones, xdp-tier, xdp-cache
+    /// and dnsdist-cache, run on their own: `scripts/bench.sh cache`).
     #[arg(
         long,
         value_enum,
@@ -202,9 +202,12 @@ pub fn run(spec: &Spec) -> anyhow::Result<Results> {
     // Socket buffers as large as the engine's own (it forces them): dnsdist
     // asks for 16 MiB but gets no more than net.core.[rw]mem_max. Global
     // settings: put back as they were when the run ends.
+    // And BPF run-time statistics on: dnsrail's XDP program runs in the
+    // kernel's receive path, and its time counts in dnsrail's CPU.
     let _buffers = Sysctls::raise(&[
         ("/proc/sys/net/core/rmem_max", 16 << 20),
         ("/proc/sys/net/core/wmem_max", 16 << 20),
+        ("/proc/sys/kernel/bpf_stats_enabled", 1),
     ]);
     // The switch's frame processing on CPU 0 (mask 1), with the generators.
     let mut topo = Topo::up(&spec.prefix, spec.backends, 1, Some("1"))?;
@@ -341,7 +344,9 @@ fn measure(
         let usage = s.usage_during(Some(secs));
         let answered = gun.answered_pps * secs;
         let per = |s: Option<f64>| s.filter(|_| answered > 0.0).map(|p| p * 1e6 / answered);
-        let us = per(usage.proc_s);
+        // The XDP program's run time is dnsrail's too (the answer tier
+        // answers there).
+        let us = per(usage.proc_s.map(|p| p + usage.prog_s.unwrap_or(0.0)));
         let user_us = per(usage.proc_user_s);
         log(format!(
             "  CPU at {} qps: {us:?} µs/query, {gun:?}, backends asked {sent_on}",

@@ -38,6 +38,7 @@ fn color(k: Kind) -> RGBColor {
         Kind::Dnsdist => RGBColor(44, 160, 44),
         Kind::XdpCache => RGBColor(148, 103, 189),
         Kind::DnsdistCache => RGBColor(140, 86, 75),
+        Kind::XdpTier => RGBColor(227, 119, 194),
     }
 }
 
