@@ -281,8 +281,8 @@ fn latency_sum(v: &Value) -> (Vec<u64>, Vec<u64>) {
 
 pub fn print_cache(v: &Value) {
     println!(
-        "{:<20} {:>10} {:>10} {:>12} {:>12} {:>10} {:>8}",
-        "pool", "entries", "capacity", "hits", "misses", "stale", "hit %"
+        "{:<20} {:>10} {:>10} {:>12} {:>12} {:>12} {:>10} {:>8}",
+        "pool", "entries", "capacity", "hits", "in XDP", "misses", "stale", "hit %"
     );
     for c in v.as_array().into_iter().flatten() {
         let (hits, misses) = (u(c, "hits"), u(c, "misses"));
@@ -291,12 +291,14 @@ pub fn print_cache(v: &Value) {
         } else {
             "-".into()
         };
+        // Hits include the XDP answer tier's ("in XDP").
         println!(
-            "{:<20} {:>10} {:>10} {:>12} {:>12} {:>10} {:>8}",
+            "{:<20} {:>10} {:>10} {:>12} {:>12} {:>12} {:>10} {:>8}",
             c["pool"].as_str().unwrap_or("-"),
             u(c, "entries"),
             u(c, "capacity"),
             hits,
+            u(c, "xdp_hits"),
             misses,
             u(c, "stale_hits"),
             rate

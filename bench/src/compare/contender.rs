@@ -326,7 +326,11 @@ mod tests {
             let cache = c.pools.get("default").map_or(0, |p| p.cache_entries);
             let want = if kind.cached() { CACHE_ENTRIES } else { 0 };
             assert_eq!(cache as u64, u64::from(want), "{kind:?}");
-            let tier = if kind == Kind::XdpTier { TIER_ENTRIES } else { 0 };
+            let tier = if kind == Kind::XdpTier {
+                TIER_ENTRIES
+            } else {
+                0
+            };
             assert_eq!(c.engine.xdp_cache_entries as u64, u64::from(tier));
         }
     }

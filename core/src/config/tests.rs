@@ -115,6 +115,15 @@ fn engine_limits() {
     assert_eq!(e.key.as_deref(), Some("engine.interface"));
     let e = err(&GOOD.replace("timeout_ms = 1500", "timeout_ms = 0"));
     assert_eq!(e.key.as_deref(), Some("engine.timeout_ms"));
+    let tier = |n: usize| {
+        GOOD.replace(
+            "timeout_ms = 1500",
+            &format!("timeout_ms = 1500\nxdp_cache_entries = {n}"),
+        )
+    };
+    let e = err(&tier(super::MAX_XDP_CACHE_ENTRIES + 1));
+    assert_eq!(e.key.as_deref(), Some("engine.xdp_cache_entries"));
+    assert!(Config::parse(&tier(super::MAX_XDP_CACHE_ENTRIES), "t.toml").is_ok());
     let e = err("[[backend]]\nname = \"a\"\naddress = \"127.0.0.1\"\n");
     assert_eq!(e.key.as_deref(), Some("frontend"));
 }

@@ -111,6 +111,7 @@ pub struct HotTier {
 // SAFETY: the mapping is only touched through atomics, and lives as long
 // as the tier.
 unsafe impl Send for HotTier {}
+// SAFETY: as for Send: shared access is atomic loads, stores and CASes.
 unsafe impl Sync for HotTier {}
 
 impl Drop for HotTier {
