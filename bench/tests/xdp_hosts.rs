@@ -15,6 +15,7 @@ use common::netns::{backend4, backend6, Topo, LB4, VIP4, VIP6};
 use common::wait_for;
 use dnsrail_bench::load::{self, LoadSpec};
 use dnsrail_engine::engine::{Engine, Io};
+use dnsrail_engine::wire::dns::{add_opt, build_query, qtype};
 
 /// Frontends `listens` (pool "default" for IPv4, "v6" for IPv6) in front
 /// of `n` backends of each family; `extra_engine` adds [engine] keys.
@@ -338,6 +339,60 @@ fn the_xdp_answer_tier_answers_repeated_queries_in_the_driver() {
     assert_eq!(x.tier_drops, 0, "{x:?}");
     let tier = |e: &Engine| e.xdp_counters().unwrap().tier_answers;
 
+    // Queries for the same name that the tier must not take: each goes to
+    // a worker (forwarded past the cache, or dropped and counted), never
+    // answered by the program. The well-formed one (without EDNS, unlike
+    // dig's) is asked twice first (a backend, then the worker's cache,
+    // which copies it into the tier), and the third time after them all
+    // the program answers it.
+    let before = tier(&e);
+    let replies = topo.within("cli", move || {
+        let good = build_query(0x4242, "tier.example.com", qtype::A);
+        let with = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut m = good.clone();
+            f(&mut m);
+            m
+        };
+        let mut ecs = good.clone();
+        add_opt(&mut ecs, 1232);
+        ecs[good.len() + 9..good.len() + 11].copy_from_slice(&[0, 8]);
+        ecs.extend_from_slice(&[0, 8, 0, 4, 0, 1, 0, 0]); // ECS, family 1, /0
+        let bad = [
+            with(&|m| m.push(0)),                  // a byte after the question
+            with(&|m| m[5] = 2),                   // QDCOUNT 2
+            with(&|m| m[2] |= 0x80),               // a response
+            with(&|m| m[2] |= 0x10),               // opcode 2
+            with(&|m| m[7] = 1),                   // an answer record
+            with(&|m| m.truncate(20)),             // cut in the name
+            with(&|m| m.truncate(good.len() - 2)), // cut in the class
+            with(&|m| {
+                add_opt(m, 1232);
+                let v = m.len() - 5;
+                m[v] = 1; // EDNS version 1
+            }),
+            ecs,
+            [&good[..12], &[0xc0, 12, 0, 1, 0, 1][..]].concat(), // a pointer
+        ];
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1500];
+        for m in [&good, &good].into_iter().chain(&bad).chain([&good]) {
+            s.send_to(m, format!("{VIP4}:53")).unwrap();
+            got.push(s.recv(&mut buf).ok().map(|n| buf[..n].to_vec()));
+        }
+        got
+    });
+    assert_eq!(tier(&e), before + 1, "only the good query: {replies:?}");
+    let last = replies
+        .last()
+        .unwrap()
+        .as_ref()
+        .expect("the good query answered");
+    assert_eq!(&last[..2], &[0x42, 0x42]);
+    assert_eq!(e.xdp_counters().unwrap().tier_drops, 0);
+
     // TTLs go down in the program's answers too.
     std::thread::sleep(Duration::from_millis(2100));
     let out = topo.dig(VIP4, &["tier.example.com", "A"]);
@@ -348,13 +403,14 @@ fn the_xdp_answer_tier_answers_repeated_queries_in_the_driver() {
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| panic!("an answer: {out}"));
     assert!((296..=298).contains(&ttl), "TTL {ttl}: {out}");
-    assert_eq!(tier(&e), 5);
+    assert_eq!(tier(&e), 6);
 
     // Purged: the next query goes to the backend, not to the tier's copy.
     e.cache_purge("tier.example.com", false).unwrap();
+    let asked = e.totals().answers;
     assert!(answers(&topo.dig(VIP4, &["tier.example.com", "A"])));
-    assert_eq!(e.totals().answers, 3, "asked the backend again");
-    assert_eq!(tier(&e), 5);
+    assert_eq!(e.totals().answers, asked + 1, "asked the backend again");
+    assert_eq!(tier(&e), 6);
 
     // A rule runs before the cache, and only in the workers: with one set,
     // the program answers nothing, and the rule is obeyed.
@@ -362,7 +418,7 @@ fn the_xdp_answer_tier_answers_repeated_queries_in_the_driver() {
         assert!(answers(&topo.dig(VIP4, &["tier.example.com", "A"])));
     }
     let before = tier(&e);
-    assert!(before > 5, "the tier answers again");
+    assert!(before > 6, "the tier answers again");
     e.rules_add(
         "[[rule]]\nname = \"no-tier\"\nmatch = { suffix = \"example.com\" }\naction = \"refused\"\n",
         false,

@@ -127,16 +127,31 @@ impl Drop for HotTier {
 impl HotTier {
     /// Maps the `hot` array (`fd`, `entries` entries) and takes it over.
     pub fn map(fd: BorrowedFd<'_>, entries: usize, seed: u64) -> std::io::Result<HotTier> {
+        HotTier::over(entries, seed, libc::MAP_SHARED, fd.as_raw_fd())
+    }
+
+    /// A tier over anonymous memory (tests: no BPF map needed).
+    #[cfg(test)]
+    fn anonymous(entries: usize, seed: u64) -> HotTier {
+        let t = HotTier::over(entries, seed, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1)
+            .expect("anonymous memory");
+        t.set_active(true);
+        t
+    }
+
+    /// `entries` entries of memory mapped with `flags` from `fd`.
+    fn over(entries: usize, seed: u64, flags: i32, fd: i32) -> std::io::Result<HotTier> {
         let bytes = entries * ENTRY_BYTES;
-        // SAFETY: a shared mapping of a BPF array created mmapable with
-        // `entries` values of ENTRY_BYTES; checked for failure below.
+        // SAFETY: a new mapping of `bytes` (of a BPF array created
+        // mmapable with `entries` values of ENTRY_BYTES, or anonymous);
+        // checked for failure below.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 bytes,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
+                flags,
+                fd,
                 0,
             )
         };
@@ -154,34 +169,6 @@ impl HotTier {
             active: AtomicBool::new(false),
             promoted: AtomicU64::new(0),
         })
-    }
-
-    /// A tier over anonymous memory (tests: no BPF map needed).
-    #[cfg(test)]
-    fn anonymous(entries: usize, seed: u64) -> HotTier {
-        let bytes = entries * ENTRY_BYTES;
-        // SAFETY: a private anonymous mapping, checked below.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED);
-        HotTier {
-            base: NonNull::new(p.cast()).unwrap(),
-            bytes,
-            entries,
-            set_mask: (entries / WAYS) as u64 - 1,
-            seed,
-            mono_at_zero: AtomicU64::new(0),
-            active: AtomicBool::new(true),
-            promoted: AtomicU64::new(0),
-        }
     }
 
     pub fn capacity(&self) -> usize {

@@ -233,17 +233,12 @@ impl XdpPlane {
             let ids = cache_ids(snap);
             let mut held = self.tier_caches.lock().unwrap();
             // Entries are by pool index: a pool's cache replaced (resized,
-            // turned off) or pools renumbered empties the tier.
-            if !allowed || *held != ids {
+            // turned off) or pools renumbered empties the tier. Turning the
+            // tier off (rules set) empties it too: it starts again from the
+            // cache's hits when they are gone.
+            if (t.is_active() && !allowed) || *held != ids {
                 t.set_active(false);
-                if let Err(e) = self
-                    .program
-                    .lock()
-                    .unwrap()
-                    .sync_frontends(&frontend_values(snap, false))
-                {
-                    tracing::error!("cannot update the XDP frontend maps: {e:#}");
-                }
+                self.set_frontends(snap, false);
                 let n = t.clear();
                 if n > 0 {
                     tracing::info!(entries = n, "XDP answer tier emptied");
@@ -252,12 +247,13 @@ impl XdpPlane {
             }
             t.set_active(allowed);
         }
-        if let Err(e) = self
-            .program
-            .lock()
-            .unwrap()
-            .sync_frontends(&frontend_values(snap, allowed))
-        {
+        self.set_frontends(snap, allowed);
+    }
+
+    /// The frontend maps as `snap` has them, with the tier's pools or not.
+    fn set_frontends(&self, snap: &Snapshot, tier: bool) {
+        let values = frontend_values(snap, tier);
+        if let Err(e) = self.program.lock().unwrap().sync_frontends(&values) {
             tracing::error!("cannot update the XDP frontend maps: {e:#}");
         }
     }
