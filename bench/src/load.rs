@@ -30,6 +30,10 @@ pub struct LoadSpec {
     pub first: u64,
     /// Ask a cache's mix of popular and new names instead of new names only.
     pub mix: Option<HitMix>,
+    /// Check every answer's records against what a synthetic backend
+    /// answering as this says (`msg::answer`) gives, TTLs aside: with
+    /// `per_name`, a cache that served another name's records is caught.
+    pub check_answers: Option<crate::msg::AnswerSpec>,
 }
 
 impl LoadSpec {
@@ -44,6 +48,7 @@ impl LoadSpec {
             max_duration: Duration::from_secs(60),
             first: 0,
             mix: None,
+            check_answers: None,
         }
     }
 }
@@ -58,6 +63,9 @@ pub struct LoadReport {
     pub unexpected: u64,
     /// Answers whose question differs from the query's.
     pub wrong_question: u64,
+    /// With `check_answers`: answers whose records are not the backend's
+    /// for the question (counted as answered too).
+    pub wrong_answer: u64,
     /// Answers that came after the query was counted lost (older than the
     /// run's timeout): not wrong, too late.
     pub late: u64,
@@ -107,7 +115,7 @@ impl LoadReport {
     pub fn summary(&self) -> String {
         let f = |v: Option<u64>| v.map_or("-".into(), |v| format!("{v}us"));
         format!(
-            "sent {} answered {} lost {} ({:.3}%) late {} unexpected {} wrong-question {} | NOERROR {} NXDOMAIN {} SERVFAIL {} | {:.0} answers/s over {:.2}s | p50 {} p99 {} | peak in flight {}",
+            "sent {} answered {} lost {} ({:.3}%) late {} unexpected {} wrong-question {} wrong-answer {} | NOERROR {} NXDOMAIN {} SERVFAIL {} | {:.0} answers/s over {:.2}s | p50 {} p99 {} | peak in flight {}",
             self.sent,
             self.answered,
             self.lost,
@@ -115,6 +123,7 @@ impl LoadReport {
             self.late,
             self.unexpected,
             self.wrong_question,
+            self.wrong_answer,
             self.rcodes[0],
             self.rcodes[3],
             self.rcodes[2],
@@ -198,14 +207,14 @@ pub fn run(spec: &LoadSpec) -> io::Result<LoadReport> {
             done.clone(),
             lost.clone(),
         );
-        let (timeout, mix) = (spec.timeout, spec.mix);
+        let (timeout, mix, check) = (spec.timeout, spec.mix, spec.check_answers.clone());
         std::thread::spawn(move || {
             let until = Until {
                 done: &done,
                 start,
                 timeout,
             };
-            receive(&socks, &slots, &outstanding, &until, mix, &lost)
+            receive(&socks, &slots, &outstanding, &until, (mix, check), &lost)
         })
     };
 
@@ -295,9 +304,10 @@ fn receive(
     slots: &Slots,
     outstanding: &AtomicU64,
     until: &Until,
-    mix: Option<HitMix>,
+    (mix, check): (Option<HitMix>, Option<crate::msg::AnswerSpec>),
     lost: &AtomicU64,
 ) -> LoadReport {
+    let mut want = Vec::with_capacity(512);
     let Until {
         done,
         start,
@@ -362,6 +372,12 @@ fn receive(
                 if msg.len() < q.len() || msg[12..q.len()] != q[12..] {
                     r.wrong_question += 1;
                     continue;
+                }
+                if let Some(backend) = &check {
+                    want.clear();
+                    let ok = crate::msg::answer(&q, backend, &mut want).is_some()
+                        && crate::msg::same_answer_but_ttls(msg, &want);
+                    r.wrong_answer += u64::from(!ok);
                 }
                 if slots.sent_at[k]
                     .compare_exchange(sent, 0, Ordering::AcqRel, Ordering::Relaxed)
@@ -432,12 +448,13 @@ mod tests {
             hot_pct: 90,
             hot_names: 50,
         });
+        spec.check_answers = Some(crate::msg::AnswerSpec::default());
         let r = run(&spec).unwrap();
         let asked = b.queries();
         b.stop();
         assert_eq!((r.sent, r.answered), (3000, 3000), "{}", r.summary());
         assert_eq!(
-            r.wrong_question + r.unexpected + r.lost,
+            r.wrong_question + r.wrong_answer + r.unexpected + r.lost,
             0,
             "{}",
             r.summary()
@@ -446,6 +463,36 @@ mod tests {
         // NXDOMAIN only in the tail: a tenth of the queries, one in seven.
         let nx = r.rcodes[3];
         assert!((10..120).contains(&nx), "{nx} NXDOMAIN: {}", r.summary());
+    }
+
+    /// Answers with every name's own records pass the check made for
+    /// them; checked as if every name had the same records, they fail.
+    #[test]
+    fn checked_answers_catch_records_that_are_not_the_names() {
+        let mut bs = crate::backend::BackendSpec::default();
+        bs.answers.per_name = true;
+        let b = crate::backend::Backend::start(bs.clone()).unwrap();
+        let mut spec = LoadSpec::new(b.addr, 200);
+        spec.check_answers = Some(bs.answers.clone());
+        let right = run(&spec).unwrap();
+        spec.first = 1000;
+        spec.check_answers = Some(crate::msg::AnswerSpec::default());
+        let wrong = run(&spec).unwrap();
+        b.stop();
+        assert_eq!(
+            right.wrong_answer + right.wrong_question,
+            0,
+            "{}",
+            right.summary()
+        );
+        assert_eq!(wrong.wrong_question, 0, "{}", wrong.summary());
+        // Only the addresses differ (not NXDOMAIN's answers): those, and
+        // only those, are wrong.
+        assert!(
+            wrong.wrong_answer > 100 && wrong.wrong_answer <= wrong.rcodes[0],
+            "{}",
+            wrong.summary()
+        );
     }
 
     #[test]

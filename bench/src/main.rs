@@ -40,6 +40,11 @@ enum Cmd {
         rcode: Option<String>,
         #[arg(long, default_value = "192.0.2.1")]
         a: std::net::Ipv4Addr,
+        /// Each name its own A/AAAA address (the last two bytes from a hash
+        /// of the name): `load --check-answers` then sees any answer served
+        /// for another name.
+        #[arg(long)]
+        per_name: bool,
         /// Stop after this many seconds (0 = until a signal).
         #[arg(long, default_value_t = 0)]
         duration: u64,
@@ -149,6 +154,14 @@ enum Cmd {
         hot_pct: u8,
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000_000), default_value_t = 1000)]
         hot_names: u32,
+        /// Check every answer's records against a synthetic backend's at
+        /// its defaults (TTLs aside): wrong ones are counted (wrong-answer)
+        /// and fail the run.
+        #[arg(long)]
+        check_answers: bool,
+        /// With --check-answers: the backends run with --per-name.
+        #[arg(long, requires = "check_answers")]
+        per_name: bool,
     },
 }
 
@@ -177,6 +190,7 @@ fn main() -> anyhow::Result<()> {
             delay_fraction,
             rcode,
             a,
+            per_name,
             duration,
         } => {
             let force_rcode = match rcode {
@@ -192,6 +206,7 @@ fn main() -> anyhow::Result<()> {
                     a,
                     nxdomain_suffix: Some(nxdomain_suffix.to_ascii_lowercase()),
                     force_rcode,
+                    per_name,
                     ..AnswerSpec::default()
                 },
                 delay: Duration::from_millis(delay_ms),
@@ -348,8 +363,14 @@ fn main() -> anyhow::Result<()> {
             first,
             hot_pct,
             hot_names,
+            check_answers,
+            per_name,
         } => {
             let mut spec = LoadSpec::new(target, queries);
+            spec.check_answers = check_answers.then(|| AnswerSpec {
+                per_name,
+                ..AnswerSpec::default()
+            });
             spec.first = first;
             spec.mix = (hot_pct > 0).then_some(HitMix { hot_pct, hot_names });
             spec.rate = rate;
@@ -365,6 +386,9 @@ fn main() -> anyhow::Result<()> {
             let loss = 100.0 * r.lost as f64 / r.sent.max(1) as f64;
             if loss > max_loss_pct {
                 anyhow::bail!("loss {loss:.3}% above {max_loss_pct}%");
+            }
+            if r.wrong_answer > 0 {
+                anyhow::bail!("{} answers with records not the backend's", r.wrong_answer);
             }
         }
     }

@@ -20,6 +20,10 @@ pub struct AnswerSpec {
     /// query's UDP size (EDNS, else 512) is smaller.
     pub big_suffix: Option<String>,
     pub big_bytes: usize,
+    /// The A and AAAA addresses' last two bytes from a hash of the name
+    /// (lower case): each name its own records, so that a cache that
+    /// served one name's records for another is seen.
+    pub per_name: bool,
 }
 
 impl Default for AnswerSpec {
@@ -32,6 +36,7 @@ impl Default for AnswerSpec {
             force_rcode: None,
             big_suffix: Some("big.example".into()),
             big_bytes: 3000,
+            per_name: false,
         }
     }
 }
@@ -75,9 +80,9 @@ pub fn answer(query: &[u8], spec: &AnswerSpec, out: &mut Vec<u8>) -> Option<()> 
     {
         rc = rcode::NXDOMAIN;
     } else if q.qclass == 1 && q.qtype == qtype::A {
-        record = Some((qtype::A, spec.a.octets().to_vec()));
+        record = Some((qtype::A, per_name(spec, &name, &spec.a.octets())));
     } else if q.qclass == 1 && q.qtype == qtype::AAAA {
-        record = Some((qtype::AAAA, spec.aaaa.octets().to_vec()));
+        record = Some((qtype::AAAA, per_name(spec, &name, &spec.aaaa.octets())));
     }
     out.clear();
     out.extend_from_slice(&query[..q.end]);
@@ -115,6 +120,55 @@ fn udp_size(query: &[u8], q: &Question, edns: bool) -> usize {
         Some([0, 0, 41, hi, lo]) if edns => usize::from(u16::from_be_bytes([*hi, *lo])).max(512),
         _ => 512,
     }
+}
+
+/// `addr`, with its last two bytes from `name` when the spec says so.
+fn per_name(spec: &AnswerSpec, name: &str, addr: &[u8]) -> Vec<u8> {
+    let mut v = addr.to_vec();
+    if spec.per_name {
+        let h = name.bytes().fold(0x811c_9dc5u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+        let n = v.len();
+        v[n - 2..].copy_from_slice(&(h as u16).to_be_bytes());
+    }
+    v
+}
+
+/// Where the TTL fields of `msg`'s records are (an OPT's too: there it is
+/// flags, equal in both anyway), or `None` when it does not parse to its
+/// last byte.
+pub fn ttl_offsets(msg: &[u8]) -> Option<Vec<usize>> {
+    let h = dns::Header::new_checked(msg).ok()?;
+    let q = dns::parse_question(msg).ok()?;
+    let n = usize::from(h.ancount()) + usize::from(h.nscount()) + usize::from(h.arcount());
+    let mut pos = q.end;
+    let mut at = Vec::with_capacity(n);
+    for _ in 0..n {
+        let p = dns::skip_name(msg, pos)?;
+        let f = msg.get(p..p + 10)?;
+        at.push(p + 4);
+        pos = p + 10 + usize::from(u16::from_be_bytes([f[8], f[9]]));
+    }
+    (pos == msg.len()).then_some(at)
+}
+
+/// Whether `got` is `want` but for the DNS ID and the TTLs (which a cache
+/// ages): the same records, byte for byte.
+pub fn same_answer_but_ttls(got: &[u8], want: &[u8]) -> bool {
+    let (Some(a), Some(b)) = (ttl_offsets(got), ttl_offsets(want)) else {
+        return false;
+    };
+    if got.len() != want.len() || a != b {
+        return false;
+    }
+    let mut got = got.to_vec();
+    let mut want = want.to_vec();
+    for &t in &a {
+        got[t..t + 4].fill(0);
+        want[t..t + 4].fill(0);
+    }
+    got[2..] == want[2..]
 }
 
 /// TXT records of 250-byte strings adding up to about `bytes`, or TC=1 and

@@ -428,3 +428,49 @@ fn the_xdp_answer_tier_answers_repeated_queries_in_the_driver() {
     assert!(out.contains("status: REFUSED"), "{out}");
     assert_eq!(tier(&e), before, "the program stood aside");
 }
+
+/// Workers rewrite the tier's entries while the XDP program reads them: a
+/// tier of one set (two entries) for eight popular names, so nearly every
+/// worker hit copies an entry over another while queries for both arrive.
+/// Every answer is checked against the backend's records for its question
+/// (TTLs aside): a torn or mixed entry would show as a wrong answer.
+#[test]
+fn answers_stay_right_while_workers_rewrite_the_tier_under_the_program() {
+    let Some(mut topo) = Topo::up_env("drh8", 1, 1, &[("PLAIN", "1")]) else {
+        return;
+    };
+    // Each name its own address: an entry served for another name shows.
+    topo.backend_with(1, &["--per-name"]);
+    let text = config(&[&format!("{VIP4}:53")], 1, "xdp_cache_entries = 2")
+        + "[pool.default]\ncache_entries = 1024\n";
+    let e = start(&topo, text).expect("starts");
+    let vip: SocketAddr = format!("{VIP4}:53").parse().unwrap();
+    let r = topo.within("cli", move || {
+        let mut spec = LoadSpec::new(vip, 40_000);
+        spec.rate = 20_000;
+        spec.first = 9 << 32;
+        spec.mix = Some(dnsrail_bench::msg::HitMix {
+            hot_pct: 100,
+            hot_names: 8,
+        });
+        spec.check_answers = Some(dnsrail_bench::msg::AnswerSpec {
+            per_name: true,
+            ..Default::default()
+        });
+        load::run(&spec).unwrap()
+    });
+    let x = e.xdp_counters().unwrap();
+    let t = e.tier(1, 1).expect("the tier is on");
+    assert_eq!(
+        (r.wrong_question, r.wrong_answer, r.unexpected),
+        (0, 0, 0),
+        "{}",
+        r.summary()
+    );
+    assert!(r.lost * 100 <= r.sent, "{}", r.summary());
+    // Both sides were busy: the program answered, the workers kept
+    // rewriting.
+    assert!(x.tier_answers > 1_000, "{x:?}");
+    assert!(t.promoted > 1_000, "{} copies", t.promoted);
+    assert_eq!(x.tier_drops, 0, "{x:?}");
+}

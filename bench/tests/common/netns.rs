@@ -77,8 +77,17 @@ impl Topo {
 
     /// As [`Topo::backend`], pinned to `cpu` when given.
     pub fn backend_on(&mut self, i: usize, cpu: Option<usize>) {
+        self.backend_full(i, cpu, &[]);
+    }
+
+    /// As [`Topo::backend`], with more `dnsrail-bench backend` options.
+    pub fn backend_with(&mut self, i: usize, args: &[&str]) {
+        self.backend_full(i, None, args);
+    }
+
+    fn backend_full(&mut self, i: usize, cpu: Option<usize>, args: &[&str]) {
         self.inner
-            .synthetic_backend(env!("CARGO_BIN_EXE_dnsrail-bench"), i, 53, cpu, 300, &[])
+            .synthetic_backend(env!("CARGO_BIN_EXE_dnsrail-bench"), i, 53, cpu, 300, args)
             .unwrap_or_else(|e| panic!("{e:#}"));
     }
 
