@@ -17,7 +17,7 @@
 #   scripts/bench.sh                                    the full run
 #   scripts/bench.sh --rates 50000,100000 --secs 2      a shorter sweep
 #   scripts/bench.sh --contenders xdp,dnsdist           some contenders only
-#   scripts/bench.sh cache                              the cached pair
+#   scripts/bench.sh cache                              the cached contenders
 #   scripts/bench.sh cache --hit-pct 80                 … on another mix
 #   target/release/dnsrail-bench compare --help         every option
 set -euo pipefail

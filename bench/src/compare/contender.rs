@@ -1,7 +1,8 @@
 //! The contenders of a comparison and how each is started on the namespace
 //! topology: one backend directly, dnsrail over AF_XDP, dnsrail over kernel
-//! sockets, and dnsdist; then the cached pair, dnsrail over AF_XDP with its
-//! packet cache and dnsdist with its own. The balancers serve the same VIP
+//! sockets, and dnsdist; then the cached contenders: dnsrail over AF_XDP
+//! with its packet cache, with and without the XDP answer tier, and dnsdist
+//! with its own. The balancers serve the same VIP
 //! (10.99.0.53:53) from the balancer namespace, pinned to CPU 1, in front
 //! of the same backends.
 
@@ -73,7 +74,7 @@ impl Kind {
         }
     }
 
-    /// A contender of the cached pair: its backends answer with records a
+    /// A cached contender: its backends answer with records a
     /// cache keeps, and it is measured on the hit mix.
     pub fn cached(self) -> bool {
         matches!(self, Kind::XdpCache | Kind::DnsdistCache | Kind::XdpTier)

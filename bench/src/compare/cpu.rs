@@ -183,7 +183,7 @@ pub fn udp_overflows(ns: &str) -> u64 {
 }
 
 /// UDP datagrams delivered to sockets in namespace `ns` (its InDatagrams).
-/// On a backend host of the cached pair: the queries its synthetic backend
+/// On a backend host of the cached contenders: the queries its synthetic backend
 /// received (the XDP responder's never reach a socket).
 pub fn udp_in(ns: &str) -> u64 {
     udp_snmp(ns).get("InDatagrams").copied().unwrap_or(0)

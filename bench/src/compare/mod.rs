@@ -11,15 +11,16 @@
 //! 5. latency against the latency-mix backends (a recursor's cache hits and
 //!    misses).
 //!
-//! The cached pair (dnsrail with its packet cache, dnsdist with its own) goes
-//! through the same five steps on the hit mix (`--hit-pct` % of queries ask
+//! The cached contenders (dnsrail with its packet cache, with and without
+//! the XDP answer tier, and dnsdist with its own) go through the same five
+//! steps on the hit mix (`--hit-pct` % of queries ask
 //! one of `--hot-names` popular names, the rest names never asked before),
 //! and each step counts the queries that reached the backends, which gives
-//! the hit rate the same way for both.
+//! the hit rate the same way for all.
 //!
 //! Backends: the XDP responder on port 53 (answers in the driver: not the
 //! limit), the synthetic socket backend with the delay mix on port 5301 and,
-//! for the cached pair, the synthetic socket backend answering at once on
+//! for the cached contenders, the synthetic socket backend answering at once on
 //! port 5302 (the XDP responder's answers hold no record a cache keeps),
 //! all in every backend namespace. CPU 1 is the balancer's; the load
 //! generators, the backends' user space and the switch's frame processing
@@ -45,7 +46,7 @@ use tools::Queries;
 
 /// Port of the latency-mix backends (the XDP responder has port 53).
 pub const MIX_PORT: u16 = 5301;
-/// Port of the cached pair's backends: synthetic, answering at once with
+/// Port of the cached contenders' backends: synthetic, answering at once with
 /// records (TTL 300) a cache keeps.
 pub const CACHE_PORT: u16 = 5302;
 
@@ -101,7 +102,7 @@ pub struct Spec {
     pub mix_delay_ms: u64,
     #[arg(long, value_parser = fraction, default_value_t = 0.2)]
     pub mix_fraction: f64,
-    /// The cached pair's queries: this percentage asks one of --hot-names
+    /// The cached contenders' queries: this percentage asks one of --hot-names
     /// popular names, the rest ask names never asked before.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100), default_value_t = 90)]
     pub hit_pct: u8,
@@ -263,7 +264,7 @@ pub fn run(spec: &Spec) -> anyhow::Result<Results> {
 }
 
 impl Spec {
-    /// The cached pair's query mix.
+    /// The cached contenders' query mix.
     pub fn hit_mix(&self) -> HitMix {
         HitMix {
             hot_pct: self.hit_pct,
@@ -273,7 +274,7 @@ impl Spec {
 }
 
 /// Queries that reached the backends' sockets (the synthetic backends of
-/// the cached pair; the XDP responder answers before any socket).
+/// the cached contenders; the XDP responder answers before any socket).
 struct BackendQueries<'a> {
     topo: &'a Topo,
     backends: usize,

@@ -23,7 +23,7 @@ pub struct Step {
     #[serde(default)]
     pub udp_overflows: u64,
     pub secs: u64,
-    /// The cached pair: queries that reached the backends during the step.
+    /// The cached contenders: queries that reached the backends during the step.
     #[serde(default)]
     pub backend_queries: Option<u64>,
 }
@@ -40,7 +40,7 @@ pub struct Fixed {
     /// Its user-space part.
     #[serde(default)]
     pub user_us_per_query: Option<f64>,
-    /// The cached pair: queries that reached the backends meanwhile.
+    /// The cached contenders: queries that reached the backends meanwhile.
     #[serde(default)]
     pub backend_queries: Option<u64>,
 }
@@ -92,7 +92,7 @@ pub struct Results {
     pub mix_rate: u64,
     /// (delay ms, fraction of answers delayed) of the mix backends.
     pub mix: (u64, f64),
-    /// The cached pair's query mix, when it ran.
+    /// The cached contenders' query mix, when it ran.
     #[serde(default)]
     pub hit_mix: Option<HitMix>,
     /// The open-loop generator of the sweep and the CPU figure.
@@ -328,7 +328,7 @@ impl Results {
         m
     }
 
-    /// The cached pair's table and targets (issue #15), when it ran.
+    /// The cached contenders' table and targets (issue #15), when it ran.
     fn cached_section(&self, cpu_rate: u64) -> String {
         let mut m = String::new();
         let rows: Vec<&Row> = self.rows.iter().filter(|r| r.kind.cached()).collect();
@@ -337,7 +337,7 @@ impl Results {
         };
         let _ = writeln!(
             m,
-            "\nThe cached pair, each cache {} entries, in front of synthetic backends answering at once (A and AAAA records, TTL 300). Query mix: {} % of queries ask one of {} popular names, the rest names never asked before (one in seven NXDOMAIN). Hits: answered queries that reached no backend (datagrams the backends' sockets received, counted in their namespaces).\n",
+            "\nThe cached contenders, each cache {} entries, in front of synthetic backends answering at once (A and AAAA records, TTL 300). Query mix: {} % of queries ask one of {} popular names, the rest names never asked before (one in seven NXDOMAIN). Hits: answered queries that reached no backend (datagrams the backends' sockets received, counted in their namespaces).\n",
             num(f64::from(super::contender::CACHE_ENTRIES)),
             mix.hot_pct,
             num(f64::from(mix.hot_names)),
@@ -437,7 +437,7 @@ impl Results {
     }
 }
 
-/// The cached pair's targets for dnsrail row `x` (`name`) against
+/// The cached contenders' targets for dnsrail row `x` (`name`) against
 /// dnsdist's `d`.
 fn cached_targets(x: &Row, d: &Row, name: &str) -> String {
     let mut m = String::new();
@@ -750,7 +750,7 @@ mod tests {
         let r = results(vec![plain, x, d, t], Some(mix));
         let md = r.markdown();
         // The plain table holds the plain contenders only.
-        let plain_table = &md[..md.find("The cached pair").unwrap()];
+        let plain_table = &md[..md.find("The cached contenders").unwrap()];
         assert!(plain_table.contains("| dnsrail AF_XDP |"), "{md}");
         assert!(!plain_table.contains("packet cache"), "{md}");
         assert!(
@@ -781,7 +781,7 @@ mod tests {
         // Without the pair, no section.
         let mut r = r;
         r.rows.retain(|row| !row.kind.cached());
-        assert!(!r.markdown().contains("The cached pair"));
+        assert!(!r.markdown().contains("The cached contenders"));
     }
 
     #[test]
