@@ -228,14 +228,16 @@ impl Engine {
             || old.ports_per_worker != new.ports_per_worker
             || old.slots_per_worker != new.slots_per_worker
             || old.batch != new.batch
+            || old.xdp_cache_entries != new.xdp_cache_entries
         {
-            warn!("engine.workers/io/ports_per_worker/slots_per_worker/batch change only on restart; keeping the running values");
+            warn!("engine.workers/io/ports_per_worker/slots_per_worker/batch/xdp_cache_entries change only on restart; keeping the running values");
         }
         cfg.engine.workers = old.workers;
         cfg.engine.io = old.io;
         cfg.engine.ports_per_worker = old.ports_per_worker;
         cfg.engine.slots_per_worker = old.slots_per_worker;
         cfg.engine.batch = old.batch;
+        cfg.engine.xdp_cache_entries = old.xdp_cache_entries;
         let resolved = c.resolved.clone();
         apply_resolved(&mut cfg, &resolved);
         c.config = cfg;
