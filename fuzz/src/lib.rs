@@ -8,7 +8,7 @@ use dnsrail_core::config::Config;
 use dnsrail_core::core::Core;
 use dnsrail_core::frame::FrameEnv;
 use dnsrail_core::inflight::InflightTable;
-use dnsrail_core::snapshot::{Overrides, Registry, Snapshot};
+use dnsrail_core::snapshot::Snapshot;
 use dnsrail_core::stats::WorkerStats;
 
 pub const LOCAL_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x1b];
