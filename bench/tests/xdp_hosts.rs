@@ -11,7 +11,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::netns::{backend4, backend6, Topo, LB4, VIP4, VIP6};
+use common::netns::{backend4, backend6, Topo, CLIENT4, LB4, VIP4, VIP6};
 use common::wait_for;
 use dnsrail_bench::load::{self, LoadSpec};
 use dnsrail_engine::engine::{Engine, Io};
@@ -392,6 +392,41 @@ fn the_xdp_answer_tier_answers_repeated_queries_in_the_driver() {
         .expect("the good query answered");
     assert_eq!(&last[..2], &[0x42, 0x42]);
     assert_eq!(e.xdp_counters().unwrap().tier_drops, 0);
+
+    // The same held question in a datagram whose UDP checksum is wrong: the
+    // program leaves it to the worker, which drops it (bad_checksum).
+    let (before, dropped) = (tier(&e), e.totals().dropped());
+    let answered = topo.within("cli", move || {
+        let rx = std::net::UdpSocket::bind("0.0.0.0:40053").unwrap();
+        rx.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let dns = build_query(0x4242, "tier.example.com", qtype::A);
+        let ulen = (8 + dns.len()) as u16;
+        let mut p = vec![0x45, 0, 0, 0, 0, 1, 0, 0, 64, 17, 0, 0];
+        p.extend_from_slice(&CLIENT4.parse::<std::net::Ipv4Addr>().unwrap().octets());
+        p.extend_from_slice(&VIP4.parse::<std::net::Ipv4Addr>().unwrap().octets());
+        p.extend_from_slice(&40053u16.to_be_bytes());
+        p.extend_from_slice(&53u16.to_be_bytes());
+        p.extend_from_slice(&ulen.to_be_bytes());
+        p.extend_from_slice(&[0x12, 0x34]); // not the checksum
+        p.extend_from_slice(&dns);
+        let total = p.len() as u16;
+        p[2..4].copy_from_slice(&total.to_be_bytes());
+        // IPPROTO_RAW: the header is ours (the kernel fills its checksum).
+        let raw = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(libc::IPPROTO_RAW)),
+        )
+        .unwrap();
+        let to: std::net::SocketAddr = format!("{VIP4}:53").parse().unwrap();
+        raw.send_to(&p, &to.into()).unwrap();
+        let mut buf = [0u8; 512];
+        rx.recv(&mut buf).is_ok()
+    });
+    assert!(!answered, "a datagram with a bad checksum was answered");
+    assert_eq!(tier(&e), before);
+    assert_eq!(e.totals().dropped(), dropped + 1, "the worker dropped it");
 
     // TTLs go down in the program's answers too.
     std::thread::sleep(Duration::from_millis(2100));

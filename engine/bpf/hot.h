@@ -155,14 +155,66 @@ static __always_inline __s64 sum_of(void *p, __u32 len)
 	return bpf_csum_diff(0, 0, p, len, 0);
 }
 
+// Whether the query's UDP checksum is right, as the workers check it
+// (`wire::checksum::check_udp`): valid; absent (0) over IPv4 only; or
+// partial, the pseudo-header sum a local sender leaves for the NIC. The
+// query's bytes after its DNS header are `s->q[0..mlen - 12]`.
+static __always_inline int query_sum_ok(struct xdp_md *ctx, struct hot_scratch *s, int v6,
+					__u32 mlen)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 l4 = v6 ? 14 + 40 : 14 + 20;
+	__u16 *u = data + l4; // the UDP header, then the DNS header: 10 words
+	if ((void *)(u + 10) > end)
+		return 0;
+	__u16 stored = u[3];
+	if (stored == 0)
+		return !v6;
+	__u64 pseudo = bpf_htons(IPPROTO_UDP) + u[2];
+	if (v6) {
+		__u16 *a = data + 14 + 8;
+		if ((void *)(a + 16) > end)
+			return 0;
+#pragma unroll
+		for (int i = 0; i < 16; i++)
+			pseudo += a[i];
+	} else {
+		__u16 *a = data + 14 + 12;
+		if ((void *)(a + 4) > end)
+			return 0;
+#pragma unroll
+		for (int i = 0; i < 4; i++)
+			pseudo += a[i];
+	}
+	__u64 sum = pseudo;
+#pragma unroll
+	for (int i = 0; i < 10; i++)
+		sum += u[i];
+	__u32 rest = mlen - 12;
+	if (rest > HOT_QUERY)
+		return 0;
+	*(__u32 *)&s->q[BOUND(rest, 0x1ff)] = 0;
+	__s64 sq = sum_of(s->q, BOUND((rest + 3) & ~3U, 0x1fc));
+	if (sq < 0)
+		return 0;
+	sum += fold(sq);
+	if (fold(sum) == 0xffff)
+		return 1;
+	return stored == fold(pseudo);
+}
+
 // Writes the answer of entry `e` over the query in `ctx`. `qe` is where the
 // question ends, counted from the end of the DNS header. Returns XDP_TX, or
 // XDP_PASS when nothing was changed, or XDP_DROP when the frame was already
 // resized and cannot go on (cannot happen with a well-formed entry).
 static __always_inline int hot_serve(struct xdp_md *ctx, struct hot_scratch *s,
 				     struct hot_entry *e, __u64 key, __u32 pool,
-				     __u32 nl, __u32 bits, __u32 qe, int v6)
+				     __u32 nl, __u32 bits, __u32 qe, int v6, __u32 mlen)
 {
+	// A query whose checksum the workers would refuse goes to them.
+	if (!query_sum_ok(ctx, s, v6, mlen))
+		return XDP_PASS;
 	__u64 s1 = READ_ONCE(e->seq);
 	barrier();
 	if (s1 & 1)
@@ -464,5 +516,5 @@ __noinline int hot_answer(struct xdp_md *ctx, __u32 pool, int v6)
 		if (!e || READ_ONCE(e->key) != key)
 			return XDP_PASS;
 	}
-	return hot_serve(ctx, s, e, key, pool, nl, bits, qe, v6);
+	return hot_serve(ctx, s, e, key, pool, nl, bits, qe, v6, mlen);
 }
