@@ -155,53 +155,50 @@ static __always_inline __s64 sum_of(void *p, __u32 len)
 	return bpf_csum_diff(0, 0, p, len, 0);
 }
 
-// Whether the query's UDP checksum is right, as the workers check it
+// The sum of the query's two addresses (the answer's too: swapping them
+// keeps the sum) when its UDP checksum is right as the workers check it
 // (`wire::checksum::check_udp`): valid; absent (0) over IPv4 only; or
-// partial, the pseudo-header sum a local sender leaves for the NIC. The
-// query's bytes after its DNS header are `s->q[0..mlen - 12]`.
-static __always_inline int query_sum_ok(struct xdp_md *ctx, struct hot_scratch *s, int v6,
-					__u32 mlen)
+// partial, the pseudo-header sum a local sender leaves for the NIC. -1
+// otherwise. The query's bytes after its DNS header are
+// `s->q[0..mlen - 12]`.
+static __always_inline __s64 query_addr_sum(struct xdp_md *ctx, struct hot_scratch *s, int v6,
+					    __u32 mlen)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	__u32 l4 = v6 ? 14 + 40 : 14 + 20;
 	__u16 *u = data + l4; // the UDP header, then the DNS header: 10 words
 	if ((void *)(u + 10) > end)
-		return 0;
+		return -1;
+	// Source and destination: the last 4 (IPv4) or 16 (IPv6) words
+	// before the UDP header.
+	__u16 *a = (void *)u - (v6 ? 32 : 8);
+	if ((void *)a < data || (void *)(a + 16) > end)
+		return -1;
+	__u64 addrs = 0;
+#pragma unroll
+	for (int i = 0; i < 16; i++)
+		if (v6 || i < 4)
+			addrs += a[i];
 	__u16 stored = u[3];
 	if (stored == 0)
-		return !v6;
-	__u64 pseudo = bpf_htons(IPPROTO_UDP) + u[2];
-	if (v6) {
-		__u16 *a = data + 14 + 8;
-		if ((void *)(a + 16) > end)
-			return 0;
-#pragma unroll
-		for (int i = 0; i < 16; i++)
-			pseudo += a[i];
-	} else {
-		__u16 *a = data + 14 + 12;
-		if ((void *)(a + 4) > end)
-			return 0;
-#pragma unroll
-		for (int i = 0; i < 4; i++)
-			pseudo += a[i];
-	}
+		return v6 ? -1 : (__s64)addrs;
+	__u64 pseudo = addrs + bpf_htons(IPPROTO_UDP) + u[2];
 	__u64 sum = pseudo;
 #pragma unroll
 	for (int i = 0; i < 10; i++)
 		sum += u[i];
 	__u32 rest = mlen - 12;
 	if (rest > HOT_QUERY)
-		return 0;
+		return -1;
 	*(__u32 *)&s->q[BOUND(rest, 0x1ff)] = 0;
 	__s64 sq = sum_of(s->q, BOUND((rest + 3) & ~3U, 0x1fc));
 	if (sq < 0)
-		return 0;
+		return -1;
 	sum += fold(sq);
-	if (fold(sum) == 0xffff)
-		return 1;
-	return stored == fold(pseudo);
+	if (fold(sum) == 0xffff || stored == fold(pseudo))
+		return addrs;
+	return -1;
 }
 
 // Writes the answer of entry `e` over the query in `ctx`. `qe` is where the
@@ -213,7 +210,8 @@ static __always_inline int hot_serve(struct xdp_md *ctx, struct hot_scratch *s,
 				     __u32 nl, __u32 bits, __u32 qe, int v6, __u32 mlen)
 {
 	// A query whose checksum the workers would refuse goes to them.
-	if (!query_sum_ok(ctx, s, v6, mlen))
+	__s64 addrs = query_addr_sum(ctx, s, v6, mlen);
+	if (addrs < 0)
 		return XDP_PASS;
 	__u64 s1 = READ_ONCE(e->seq);
 	barrier();
@@ -329,7 +327,7 @@ static __always_inline int hot_serve(struct xdp_md *ctx, struct hot_scratch *s,
 	__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
 	__builtin_memcpy(eth->h_dest, mac, ETH_ALEN);
 	__u16 ulen = bpf_htons(8 + len);
-	__u64 sum = dsum;
+	__u64 sum = dsum + (__u64)addrs + bpf_htons(IPPROTO_UDP) + ulen;
 	struct udphdr *udp;
 	if (v6) {
 		struct ipv6hdr *ip = (void *)(eth + 1);
@@ -341,11 +339,6 @@ static __always_inline int hot_serve(struct xdp_md *ctx, struct hot_scratch *s,
 		ip->daddr = a;
 		ip->payload_len = ulen;
 		ip->hop_limit = 64;
-		__u16 *w = (__u16 *)&ip->saddr;
-#pragma unroll
-		for (int i = 0; i < 16; i++)
-			sum += w[i];
-		sum += bpf_htons(IPPROTO_UDP) + ulen;
 	} else {
 		struct iphdr *ip = (void *)(eth + 1);
 		udp = (void *)(ip + 1);
@@ -363,8 +356,6 @@ static __always_inline int hot_serve(struct xdp_md *ctx, struct hot_scratch *s,
 		for (int i = 0; i < 10; i++)
 			hs += w[i];
 		ip->check = ~fold(hs);
-		sum += (ip->saddr & 0xffff) + (ip->saddr >> 16) + (a & 0xffff) + (a >> 16);
-		sum += bpf_htons(IPPROTO_UDP) + ulen;
 	}
 	__u16 p = udp->source;
 	udp->source = udp->dest;
