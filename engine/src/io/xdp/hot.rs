@@ -43,6 +43,7 @@ const DO: u16 = 0x4000;
 const W_SEQ: usize = 0;
 const W_KEY: usize = 1;
 const W_EXPIRES: usize = 2;
+const W_STORED: usize = 3;
 const B_META: usize = 32; // tail_len, name_len, bits, pool (u16 each)
 const B_QTC: usize = 40;
 const B_NTTL: usize = 44;
@@ -196,10 +197,12 @@ impl HotTier {
         unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(i * WORDS), WORDS) }
     }
 
-    /// Copies the entry `c` answered `hit` from into the tier. False when
-    /// it does not go there (the tier is off, the answer does not fit, or
-    /// its place is being written).
-    pub fn promote(&self, hit: CacheHit, c: &Scratch) -> bool {
+    /// Copies the entry `c` answered `hit` from into the tier (`now_ns`:
+    /// the engine's clock). False when it does not go there: the tier is
+    /// off, the answer does not fit, its place is being written, or the
+    /// tier holds this very entry already (a query the program leaves to
+    /// the workers must not rewrite it on every hit).
+    pub fn promote(&self, hit: CacheHit, c: &Scratch, now_ns: u64) -> bool {
         if !self.is_active() || hit.pool > 255 {
             return false;
         }
@@ -207,7 +210,8 @@ impl HotTier {
             return false;
         };
         let k = u64::from_ne_bytes(image[8..16].try_into().expect("8 bytes"));
-        if self.write(k, &image) {
+        let now = self.mono_at_zero.load(Ordering::Relaxed) + now_ns;
+        if self.write(k, &image, now) {
             self.promoted.fetch_add(1, Ordering::Relaxed);
             true
         } else {
@@ -268,11 +272,12 @@ impl HotTier {
     }
 
     /// Writes `image` (key `k`) into its set: over the same key, else an
-    /// empty or expired entry, else the one expiring first.
-    fn write(&self, k: u64, image: &[u8; ENTRY_BYTES]) -> bool {
+    /// empty or expired entry (`now`: the program's clock), else the one
+    /// expiring first. False when the same key is there from the same
+    /// store already.
+    fn write(&self, k: u64, image: &[u8; ENTRY_BYTES], now: u64) -> bool {
         let r = Ordering::Relaxed;
         let first = ((k >> 24) & self.set_mask) as usize * WAYS;
-        let now = self.mono_now();
         let ways: [&[AtomicU64]; WAYS] = std::array::from_fn(|w| self.entry(first + w));
         let w = (0..WAYS)
             .find(|&w| ways[w][W_KEY].load(r) == k)
@@ -283,6 +288,10 @@ impl HotTier {
             .or_else(|| (0..WAYS).min_by_key(|&w| ways[w][W_EXPIRES].load(r)))
             .expect("a set has entries");
         let e = ways[w];
+        let stored = u64::from_ne_bytes(image[24..32].try_into().expect("8 bytes"));
+        if e[W_KEY].load(r) == k && e[W_STORED].load(r) == stored {
+            return false;
+        }
         let s = e[W_SEQ].load(r);
         if s & 1 == 1
             || e[W_SEQ]
@@ -372,10 +381,6 @@ impl HotTier {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    fn mono_now(&self) -> u64 {
-        mono_ns()
     }
 }
 

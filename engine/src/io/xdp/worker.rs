@@ -330,7 +330,7 @@ impl XskWorker {
                 // it and answers the next ones itself.
                 if let Some(t) = &self.hot {
                     if let Some((hit, entry)) = self.core.take_cache_hit() {
-                        t.promote(hit, entry);
+                        t.promote(hit, entry, now);
                     }
                 }
                 v

@@ -61,7 +61,7 @@ fn the_entry_is_laid_out_as_the_xdp_program_reads_it() {
     t.set_clock_zero(1000 * NS);
     let query = build_query(1, "WwW.Example.COM", qtype::A);
     let (hit, s) = hit_on(&query, &[300, 200], 5 * NS, 6 * NS);
-    assert!(t.promote(hit, &s));
+    assert!(t.promote(hit, &s, NS));
     assert_eq!(t.promoted.load(Ordering::Relaxed), 1);
     assert_eq!(t.len(), 1);
 
@@ -140,22 +140,31 @@ fn do_and_plain_queries_are_separate_entries() {
     add_opt(&mut dnssec, 1232); // with DO
     for q in [&plain, &dnssec] {
         let (hit, s) = hit_on(q, &[60], NS, NS);
-        assert!(t.promote(hit, &s));
+        assert!(t.promote(hit, &s, NS));
     }
     assert_eq!(t.len(), 2);
-    // The same entry again goes over itself.
-    let (hit, s) = hit_on(&plain, &[60], NS, NS);
-    assert!(t.promote(hit, &s));
+    // The same key kept again later (a refetch) goes over itself.
+    let (hit, s) = hit_on(&plain, &[60], 2 * NS, 2 * NS);
+    assert!(t.promote(hit, &s, 2 * NS));
     assert_eq!(t.len(), 2);
+    // The very entry it holds is not written again: a query the program
+    // leaves to the workers must not rewrite it on every hit.
+    assert!(!t.promote(hit, &s, 3 * NS));
+    assert_eq!(t.promoted.load(Ordering::Relaxed), 3);
 }
 
 #[test]
 fn purge_removes_a_name_or_everything_below_a_zone_and_clear_all() {
     let t = HotTier::anonymous(64, 5);
-    for name in ["a.example", "b.a.example", "A.example", "other.test"] {
+    // Each kept at its own time: "A.example" is a refetch of "a.example".
+    for (i, name) in ["a.example", "b.a.example", "A.example", "other.test"]
+        .into_iter()
+        .enumerate()
+    {
+        let at = (i as u64 + 1) * NS;
         for qt in [qtype::A, qtype::AAAA] {
-            let (hit, s) = hit_on(&build_query(1, name, qt), &[60], NS, NS);
-            assert!(t.promote(hit, &s));
+            let (hit, s) = hit_on(&build_query(1, name, qt), &[60], at, at);
+            assert!(t.promote(hit, &s, at));
         }
     }
     // "a.example" and "A.example" are one name.
@@ -174,14 +183,14 @@ fn nothing_is_copied_while_the_tier_is_off_or_an_entry_is_held() {
     let query = build_query(1, "held.example", qtype::A);
     let (hit, s) = hit_on(&query, &[60], NS, NS);
     t.set_active(false);
-    assert!(!t.promote(hit, &s));
+    assert!(!t.promote(hit, &s, NS));
     t.set_active(true);
     // Both ways of the only set held by writers: the copy is skipped.
     t.entry(0)[W_SEQ].store(1, Ordering::Relaxed);
     t.entry(1)[W_SEQ].store(1, Ordering::Relaxed);
-    assert!(!t.promote(hit, &s));
+    assert!(!t.promote(hit, &s, NS));
     t.entry(0)[W_SEQ].store(2, Ordering::Relaxed);
-    assert!(t.promote(hit, &s));
+    assert!(t.promote(hit, &s, NS));
     assert_eq!(
         bytes_of(&t, 0)[0..8],
         4u64.to_ne_bytes(),
@@ -194,7 +203,7 @@ fn a_pool_past_the_programs_counters_is_not_copied() {
     let t = HotTier::anonymous(2, 5);
     let (mut hit, s) = hit_on(&build_query(1, "p.example", qtype::A), &[60], NS, NS);
     hit.pool = 256;
-    assert!(!t.promote(hit, &s));
+    assert!(!t.promote(hit, &s, NS));
 }
 
 /// The C side states the same layout; a change on one side only fails
