@@ -440,12 +440,29 @@ fn the_xdp_answer_tier_answers_repeated_queries_in_the_driver() {
     assert!((296..=298).contains(&ttl), "TTL {ttl}: {out}");
     assert_eq!(tier(&e), 6);
 
+    // An entry past its lifetime is not the program's to serve: NXDOMAIN
+    // is kept for the SOA's MINIMUM (2 s); after it, a backend is asked.
+    let nx = |topo: &Topo| {
+        let out = topo.dig(VIP4, &["gone.nx.example", "A"]);
+        assert!(out.contains("status: NXDOMAIN"), "{out}");
+    };
+    let asked = e.totals().answers;
+    for _ in 0..3 {
+        nx(&topo);
+    }
+    assert_eq!(tier(&e), 7, "the third from the program");
+    assert_eq!(e.totals().answers, asked + 1);
+    std::thread::sleep(Duration::from_millis(2300));
+    nx(&topo);
+    assert_eq!(tier(&e), 7, "expired: not from the program");
+    assert_eq!(e.totals().answers, asked + 2, "a backend asked again");
+
     // Purged: the next query goes to the backend, not to the tier's copy.
     e.cache_purge("tier.example.com", false).unwrap();
     let asked = e.totals().answers;
     assert!(answers(&topo.dig(VIP4, &["tier.example.com", "A"])));
     assert_eq!(e.totals().answers, asked + 1, "asked the backend again");
-    assert_eq!(tier(&e), 6);
+    assert_eq!(tier(&e), 7);
 
     // A rule runs before the cache, and only in the workers: with one set,
     // the program answers nothing, and the rule is obeyed.
@@ -453,7 +470,7 @@ fn the_xdp_answer_tier_answers_repeated_queries_in_the_driver() {
         assert!(answers(&topo.dig(VIP4, &["tier.example.com", "A"])));
     }
     let before = tier(&e);
-    assert!(before > 6, "the tier answers again");
+    assert!(before > 7, "the tier answers again");
     e.rules_add(
         "[[rule]]\nname = \"no-tier\"\nmatch = { suffix = \"example.com\" }\naction = \"refused\"\n",
         false,
